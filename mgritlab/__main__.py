@@ -1,0 +1,43 @@
+"""Command line: ``python -m mgritlab <command> ...`` (``--help`` lists the commands).
+
+Each command lives in the module that owns it; a module exposes ``register(subparsers)``
+that adds its parser(s) with ``set_defaults(func=...)``; heavy imports stay inside ``func``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "mgritlab.notebooks",
+    "mgritlab.mgrit.cli",
+    "mgritlab.graphs.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mgritlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # command module not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
