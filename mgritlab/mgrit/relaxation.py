@@ -1,0 +1,112 @@
+"""F- and C-relaxation, batched over all C-intervals of a level (thesis §3.1, Algorithm 1).
+
+A level's local block holds the points [lo, hi) of its grid, in solver order (solver index 0 is
+where the evolution starts), as one tensor ``u`` of shape ``(hi - lo, *state)``; ``lo`` is a
+C-point, so the local C-points are the offsets 0, cf, 2cf, ...  The equations relaxed are the
+rows of the all-at-once system A(u) = g (thesis eq. 3.3):
+
+    u_0 = g_0,    u_i - Φ(u_{i-1}) = g_i   (i = 1..N).
+
+One F-sweep is cf-1 batched propagator calls (offset k of every interval at once), one C-sweep
+is one batched call; a loop over time points is never needed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .hierarchy import Level, Propagator
+
+
+@dataclass(eq=False)
+class LevelBlock:
+    """The points [lo, hi) of one level that this process owns, and their work arrays."""
+
+    level: Level
+    propagator: Propagator
+    lo: int
+    hi: int
+    u: torch.Tensor                      # current approximation, (hi - lo, *state)
+    g: torch.Tensor | None = None        # FAS right-hand side (None on the finest level: g = 0)
+    v: torch.Tensor | None = None        # restricted fine approximation (coarse levels)
+    phys: torch.Tensor = field(default=None, repr=False)  # physical index of each local point
+    counter: dict = field(default_factory=lambda: {"calls": 0, "states": 0})
+
+    def __post_init__(self):
+        if self.phys is None:
+            k = torch.arange(self.lo, self.hi, device=self.level.t.device)
+            self.phys = self.level.to_physical(k)
+
+    @property
+    def cf(self) -> int:
+        return self.level.cf or 1
+
+    def step(self, u: torch.Tensor, phys: torch.Tensor) -> torch.Tensor:
+        """Φ applied to a batch (one propagator call), counted for the work statistics."""
+        self.counter["calls"] += 1
+        self.counter["states"] += u.shape[0]
+        return self.propagator.step(u, phys, self.level)
+
+
+def f_relax(b: LevelBlock) -> None:
+    """F-relaxation: u_i ← Φ(u_{i-1}) + g_i at every F-point, interval by interval in offset.
+
+    Offset k of all intervals is advanced in one batched call, so a sweep is cf-1 calls.
+    """
+    cf, u, g = b.cf, b.u, b.g
+    for k in range(1, cf):
+        n = u[k::cf].shape[0]
+        if n == 0:
+            break
+        new = b.step(u[k - 1 :: cf][:n], b.phys[k - 1 :: cf][:n])
+        if g is not None:
+            new = new + g[k::cf]
+        u[k::cf] = new
+
+
+def c_point_update(b: LevelBlock, ghost: torch.Tensor | None):
+    """Φ(u_{c-1}) + g_c at this block's C-points c (the global C-point 0 excluded).
+
+    ``ghost`` is u at global index lo-1 (owned by the previous process); None when lo = 0.
+    Returns (local offsets of those C-points, values).
+    """
+    cf, u = b.cf, b.u
+    offsets = torch.arange(0 if b.lo > 0 else cf, u.shape[0], cf, device=u.device)
+    if offsets.numel() == 0:
+        return offsets, u[:0]
+    prev = u[cf - 1 :: cf][: offsets.numel() - (1 if b.lo > 0 else 0)]
+    prev_phys = b.phys[cf - 1 :: cf][: prev.shape[0]]
+    if b.lo > 0:
+        if ghost is None:
+            raise RuntimeError("C-relaxation at a block boundary needs the neighbour's point")
+        prev = torch.cat([ghost.unsqueeze(0), prev])
+        ghost_phys = b.level.to_physical(torch.tensor([b.lo - 1], device=u.device))
+        prev_phys = torch.cat([ghost_phys, prev_phys])
+    new = b.step(prev, prev_phys)
+    if b.g is not None:
+        new = new + b.g[offsets]
+    return offsets, new
+
+
+def c_relax(b: LevelBlock, ghost: torch.Tensor | None) -> None:
+    """C-relaxation: u_c ← Φ(u_{c-1}) + g_c at every C-point (one batched call)."""
+    offsets, new = c_point_update(b, ghost)
+    b.u[offsets] = new
+
+
+def c_residual(b: LevelBlock, ghost: torch.Tensor | None):
+    """Residual r_c = g_c + Φ(u_{c-1}) - u_c at this block's C-points (c ≠ 0).
+
+    After an F-relaxation the F-point residuals vanish, so these are the whole residual.
+    """
+    offsets, new = c_point_update(b, ghost)
+    return offsets, new - b.u[offsets]
+
+
+def sequential_sweep(b: LevelBlock) -> None:
+    """Solve the level exactly: u_i = Φ(u_{i-1}) + g_i for i = 1..N, one point at a time."""
+    u, g = b.u, b.g
+    for k in range(1, u.shape[0]):
+        new = b.step(u[k - 1 : k], b.phys[k - 1 : k])[0]
+        u[k] = new if g is None else new + g[k]
