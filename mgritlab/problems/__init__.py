@@ -1,0 +1,7 @@
+"""Model problems, each an MGRIT propagator ``step(u, i, level)`` for forward levels."""
+from .base import Problem
+from .dahlquist import Dahlquist
+from .heat import GraphHeat, Heat1D, laplacian_1d
+from .nonlinear import CubicDecay
+
+__all__ = ["Problem", "Dahlquist", "Heat1D", "GraphHeat", "CubicDecay", "laplacian_1d"]

@@ -1,0 +1,107 @@
+"""The problem base class: an ODE ``u' = -L u + g(t, u)``, an initial value and a scheme,
+exposed as an MGRIT propagator ``step(u, i, level)`` (see :mod:`mgritlab.mgrit.hierarchy`)."""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..integrators import SemilinearODE, Stepper, get_stepper
+
+
+class Problem:
+    """Base class of the model problems; each one is a propagator for forward levels.
+
+    Attributes: ``u0`` (tensor of shape ``state_shape``), ``t0``, ``tf`` (default interval),
+    ``ode`` (:class:`~mgritlab.integrators.SemilinearODE`), ``scheme`` (registry name) and
+    ``stepper``. Subclasses set these in ``__init__`` and may override :meth:`exact`.
+    """
+
+    u0: torch.Tensor
+    t0: float = 0.0
+    tf: float = 1.0
+    ode: SemilinearODE
+
+    def __init__(self, scheme: str = "backward_euler"):
+        self.scheme = scheme
+
+    @property
+    def scheme(self) -> str:
+        return self._stepper.name
+
+    @scheme.setter
+    def scheme(self, name: str) -> None:
+        self._stepper: Stepper = get_stepper(name)
+
+    @property
+    def stepper(self) -> Stepper:
+        return self._stepper
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return tuple(self.u0.shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.u0.dtype
+
+    def with_scheme(self, name: str) -> "Problem":
+        """A shallow copy of this problem that uses scheme ``name`` (factorisations shared)."""
+        other = copy.copy(self)
+        other.scheme = name
+        return other
+
+    # ---- the propagator protocol ------------------------------------------------------------
+    def step(self, u: torch.Tensor, i: torch.Tensor, level) -> torch.Tensor:
+        """One step of ``level``'s grid from t_i to t_{i+1} for a batch ``u`` (B, *state)."""
+        if getattr(level, "direction", 1) != 1:
+            raise ValueError(
+                f"{type(self).__name__}.step advances forward in time only, but the level has "
+                f"direction={level.direction}; build the hierarchy with direction=+1 (an adjoint "
+                f"needs its own backward propagator)")
+        i = torch.as_tensor(i, device=level.t.device)
+        t = level.t[i]
+        h = level.dt
+        if h is None:
+            h = level.h(i)
+        return self._stepper.step(self.ode, u, t, h)
+
+    def rhs(self, t, u: torch.Tensor) -> torch.Tensor:
+        """f(t, u) = -L u + g(t, u) for a batch u (B, *state)."""
+        t = torch.as_tensor(t, dtype=torch.float64).expand(u.shape[0])
+        return self.ode.rhs(t, u)
+
+    def exact(self, t) -> torch.Tensor:
+        """The exact solution at times ``t``: shape (len(t), *state)."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact solution")
+
+    def has_exact(self) -> bool:
+        try:
+            self.exact(torch.tensor([self.t0], dtype=torch.float64))
+        except NotImplementedError:
+            return False
+        return True
+
+    # ---- conveniences for lessons -------------------------------------------------------------
+    def grid(self, nt: int, t0: float | None = None, tf: float | None = None) -> torch.Tensor:
+        """``nt`` uniform time points on [t0, tf] (defaults: the problem's interval)."""
+        from ..mgrit.hierarchy import uniform_grid
+
+        return uniform_grid(self.t0 if t0 is None else t0, self.tf if tf is None else tf, nt)
+
+    def solve(self, t) -> torch.Tensor:
+        """Sequential time stepping on grid ``t`` (an int means ``grid(t)``): (N+1, *state)."""
+        from ..mgrit.sequential import sequential_solve
+
+        if isinstance(t, int):
+            t = self.grid(t)
+        return sequential_solve(self, self.u0, t)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(state={self.state_shape}, dtype={self.dtype}, "
+                f"scheme={self.scheme!r}, t=[{self.t0}, {self.tf}])")
+
+
+def as_times(t) -> torch.Tensor:
+    """Times as a 1-D float64 tensor."""
+    return torch.as_tensor(t, dtype=torch.float64).reshape(-1)
