@@ -86,7 +86,7 @@ def _check_lams(lam):
     if bad.any():
         raise ValueError(
             f"eigenvalue {lam[bad][0]} has Re λ >= 0: the exact solution does not decay, so "
-            f"no step size (or α) gives |R| <= 1 for a growing/oscillating mode; only "
+            f"no step size and no α helps: |R| <= 1 fails for a growing/oscillating mode; only "
             f"eigenvalues with Re λ < 0 (or λ = 0) can be handled")
     return lam
 

@@ -1,0 +1,87 @@
+"""Amplification factors, stability regions, stable steps and the IMEX α bound."""
+import numpy as np
+import pytest
+import torch
+
+from mgritlab.integrators import SemilinearODE, get_stepper
+from mgritlab.stability import (
+    R_backward_euler,
+    R_forward_euler,
+    R_imex,
+    amplification,
+    min_alpha,
+    stability_region,
+    stable_step,
+)
+
+Z = np.array([-2.5, -1.0 + 0.5j, 0.3j, -0.1 - 2j, 0.2])
+
+
+def test_formulas():
+    assert np.allclose(R_forward_euler(Z), 1 + Z)
+    assert np.allclose(R_backward_euler(Z), 1 / (1 - Z))
+    assert np.allclose(R_imex(Z, 0.0), 1 + Z)
+    assert np.allclose(R_imex(Z, 1.5), (1 + Z + 1.5) / 2.5)
+    assert np.allclose(amplification("imex_euler", Z, alpha_h=1.5), R_imex(Z, 1.5))
+    with pytest.raises(ValueError, match="valid names"):
+        amplification("rk4", Z)
+
+
+@pytest.mark.parametrize("name", ["forward_euler", "backward_euler"])
+def test_R_matches_one_step_of_the_stepper(name):
+    h = 0.3
+    lam = torch.tensor([-1.0 + 2j, -4.0, -0.5j], dtype=torch.complex128)
+    ode = SemilinearODE(-lam)
+    out = get_stepper(name).step(ode, torch.ones(1, 3, dtype=torch.complex128),
+                                 torch.zeros(1, dtype=torch.float64), h)
+    assert np.allclose(out[0].numpy(), amplification(name, h * lam.numpy()))
+
+
+def test_imex_R_matches_stepper():
+    h, alpha, lam = 0.4, 3.0, -2.0 + 1.0j
+    # y' = λ y written as -α y (implicit) + (λ + α) y (explicit)
+    ode = SemilinearODE(alpha, lambda t, u: (lam + alpha) * u)
+    out = get_stepper("imex_euler").step(ode, torch.ones(1, 1, dtype=torch.complex128),
+                                         torch.zeros(1, dtype=torch.float64), h)
+    assert np.isclose(complex(out[0, 0]), complex(R_imex(h * lam, h * alpha)))
+
+
+def test_stability_region():
+    X, Y, absR, mask = stability_region("forward_euler", re=(-3, 1), im=(-2, 2), n=201)
+    assert X.shape == Y.shape == absR.shape == mask.shape == (201, 201)
+    assert np.array_equal(mask, np.abs(1 + X + 1j * Y) <= 1)
+    area = mask.mean() * 16
+    assert abs(area - np.pi) < 0.1  # the disc |1 + z| <= 1
+    _, _, _, mb = stability_region(R_backward_euler, n=101)
+    assert mb[50, 0] and not mb[50, 90] and not mb[50, 100]  # z=-3 stable; z=0.6, 1 not
+    _, _, _, mi = stability_region("imex_euler", alpha_h=2.0, n=101)
+    assert mi.sum() > mask[::2, ::2].sum()  # α enlarges the region
+    with pytest.raises(ValueError):
+        stability_region("forward_euler", re=(1, -1))
+
+
+def test_stable_step():
+    assert stable_step(-4.0, "forward_euler") == pytest.approx(0.5)  # h < -2/λ
+    assert stable_step([-4.0, -10.0], "forward_euler") == pytest.approx(0.2)
+    assert stable_step(-1 + 1j, "forward_euler") == pytest.approx(1.0)  # -2x/|λ|^2
+    assert stable_step(-4.0, "backward_euler") == float("inf")
+    assert stable_step(-4.0, "imex_euler", alpha=1.0) == pytest.approx(2 / (4 - 2))
+    assert stable_step(-4.0, "imex_euler", alpha=2.0) == float("inf")
+    h = stable_step(-3 + 2j, "imex_euler", alpha=0.5)
+    assert abs(R_imex(h * (-3 + 2j), h * 0.5)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="Re λ >= 0"):
+        stable_step(0.5, "forward_euler")
+
+
+def test_min_alpha():
+    lam = np.array([-1 + 5j, -0.2 + 1j, -10.0, 0.0])
+    h = 0.5
+    a = min_alpha(lam, h)
+    assert a == pytest.approx(max(np.abs(lam[:3]) ** 2 / (-2 * lam[:3].real) - 1 / h))
+    assert np.all(np.abs(R_imex(h * lam, h * a)) <= 1 + 1e-12)
+    assert np.abs(R_imex(h * lam, h * a * 0.99)).max() > 1
+    assert min_alpha([-0.1], 1.0) == 0.0
+    with pytest.raises(ValueError, match="no α helps"):
+        min_alpha([-1.0, 2j], 0.1)
+    with pytest.raises(ValueError, match="positive"):
+        min_alpha([-1.0], 0.0)
