@@ -1,0 +1,132 @@
+"""Offline Planetoid citation graphs (CORA, CiteSeer) for PDE-GCN-D.
+
+The raw Planetoid files (Yang, Cohen, Salakhutdinov 2016) ship inside the package under
+``mgritlab/data/planetoid/<Name>/raw/`` with their SHA-256 sums in
+``mgritlab/data/planetoid/SHA256SUMS``. :func:`load_planetoid` copies them into a cache root
+(``$MGRITLAB_DATA`` or ``~/.cache/mgritlab/planetoid``, or the ``root`` you pass), checks every
+file's SHA-256 and only then calls the real ``torch_geometric.datasets.Planetoid``: it finds its
+raw files in place and never downloads. Features are row-normalised (``NormalizeFeatures``);
+the split is the public one (CORA: 140 train / 500 val / 1000 test nodes).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+DATASETS = ("Cora", "CiteSeer")
+RAW_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data" / "planetoid"
+
+
+class DatasetError(RuntimeError):
+    """A Planetoid raw file is missing or does not match its SHA-256 sum."""
+
+
+def canonical_name(name: str) -> str:
+    """'cora' -> 'Cora', 'citeseer' -> 'CiteSeer'; a ValueError names the choices."""
+    for d in DATASETS:
+        if name.lower() == d.lower():
+            return d
+    raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+
+
+def raw_file_names(name: str) -> list[str]:
+    """The eight raw files Planetoid reads, e.g. ``ind.cora.x``."""
+    name = canonical_name(name)
+    return [f"ind.{name.lower()}.{s}" for s in RAW_SUFFIXES]
+
+
+def default_root() -> Path:
+    """``$MGRITLAB_DATA`` if set, else ``~/.cache/mgritlab/planetoid``."""
+    env = os.environ.get("MGRITLAB_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "mgritlab" / "planetoid"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def expected_sums(sums_file: Path | None = None) -> dict[str, str]:
+    """``{'Cora/raw/ind.cora.x': hexdigest, ...}`` from the shipped SHA256SUMS."""
+    sums_file = Path(sums_file) if sums_file is not None else PACKAGE_DATA / "SHA256SUMS"
+    if not sums_file.is_file():
+        raise DatasetError(
+            f"checksum list {sums_file} is missing: reinstall mgritlab "
+            "(pip install -e .) so that its package data is present")
+    out = {}
+    for line in sums_file.read_text().splitlines():
+        if line.strip():
+            digest, rel = line.split(maxsplit=1)
+            out[rel.strip().lstrip("*")] = digest
+    return out
+
+
+def verify_raw(name: str, root: Path, sums: dict[str, str] | None = None) -> None:
+    """Check that every raw file of ``name`` under ``root/<name>/raw`` has its SHA-256 sum.
+
+    Raises :class:`DatasetError` naming the file and what to do.
+    """
+    name = canonical_name(name)
+    sums = expected_sums() if sums is None else sums
+    for fname in raw_file_names(name):
+        rel = f"{name}/raw/{fname}"
+        path = Path(root) / rel
+        if not path.is_file():
+            raise DatasetError(
+                f"{name}: raw file {path} is missing. Reinstall mgritlab so that "
+                f"mgritlab/data/planetoid/{rel} ships with it, or copy the Planetoid raw files "
+                f"into {path.parent}")
+        if rel not in sums:
+            raise DatasetError(f"{name}: no SHA-256 sum for {rel} in SHA256SUMS; reinstall mgritlab")
+        got = sha256(path)
+        if got != sums[rel]:
+            raise DatasetError(
+                f"{name}: raw file {path} is corrupt (SHA-256 {got[:12]}..., expected "
+                f"{sums[rel][:12]}...). Delete {Path(root) / name} so that it is copied again "
+                "from the package, or reinstall mgritlab if the shipped copy is damaged")
+
+
+def prepare_root(name: str, root: str | Path | None = None, *, source: Path | None = None) -> Path:
+    """Copy the shipped raw files of ``name`` into ``root`` (where absent) and verify them."""
+    name = canonical_name(name)
+    root = Path(root).expanduser() if root is not None else default_root()
+    source = Path(source) if source is not None else PACKAGE_DATA
+    sums = expected_sums(source / "SHA256SUMS")
+    raw = root / name / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for fname in raw_file_names(name):
+        dst = raw / fname
+        if not dst.exists():
+            src = source / name / "raw" / fname
+            if not src.is_file():
+                raise DatasetError(
+                    f"{name}: shipped raw file {src} is missing: reinstall mgritlab "
+                    "(pip install -e .) so its package data mgritlab/data/planetoid is present")
+            shutil.copyfile(src, dst)
+    verify_raw(name, root, sums)
+    return root
+
+
+def load_planetoid(name: str = "Cora", root: str | Path | None = None):
+    """The Planetoid graph ``name`` ('Cora' or 'CiteSeer') as a PyG ``Data`` object, offline.
+
+    Public split (``train_mask``/``val_mask``/``test_mask``), row-normalised features.
+    """
+    from torch_geometric.datasets import Planetoid
+    from torch_geometric.transforms import NormalizeFeatures
+
+    name = canonical_name(name)
+    root = prepare_root(name, root)
+    ds = Planetoid(str(root), name, split="public", transform=NormalizeFeatures())
+    data = ds[0]
+    data.num_classes = ds.num_classes
+    data.name = name
+    return data
