@@ -85,7 +85,8 @@ def verify_raw(name: str, root: Path, sums: dict[str, str] | None = None) -> Non
                 f"mgritlab/data/planetoid/{rel} ships with it, or copy the Planetoid raw files "
                 f"into {path.parent}")
         if rel not in sums:
-            raise DatasetError(f"{name}: no SHA-256 sum for {rel} in SHA256SUMS; reinstall mgritlab")
+            raise DatasetError(
+                f"{name}: no SHA-256 sum for {rel} in SHA256SUMS; reinstall mgritlab")
         got = sha256(path)
         if got != sums[rel]:
             raise DatasetError(
