@@ -270,17 +270,29 @@ class MGRIT:
 
     # -- the divergence guard ------------------------------------------------------------
     def _check_divergence(self, residuals: list[float], blocks) -> None:
+        """Raise on growth past ``divergence_factor`` or NaN/inf; and on stagnation (five
+        iterations with ρ > 0.98) when a coarse level is unstable, since round-off amplified
+        by an unstable coarse propagator stalls the residual above the tolerance."""
         res = residuals[-1]
         smallest = min(residuals)
-        if math.isfinite(res) and not (smallest > 0 and res > self.divergence_factor * smallest):
-            return
-        raise MGRITDivergenceError(
-            f"MGRIT diverged: residual {res:.3e} after iteration {len(residuals)} "
-            f"(smallest so far {smallest:.3e}).\n" + self._diagnose(blocks))
+        if not math.isfinite(res) or (smallest > 0 and res > self.divergence_factor * smallest):
+            raise MGRITDivergenceError(
+                f"MGRIT diverged: residual {res:.3e} after iteration {len(residuals)} "
+                f"(smallest so far {smallest:.3e}).\n" + self._diagnose(blocks)[1])
+        last = residuals[-6:]
+        if len(last) == 6 and all(b > 0.98 * a for a, b in zip(last, last[1:])):
+            unstable, message = self._diagnose(blocks)
+            if unstable:
+                raise MGRITDivergenceError(
+                    f"MGRIT stagnated at residual {res:.3e} (tol {self.tol:.1e}) after "
+                    f"iteration {len(residuals)}.\n" + message)
 
-    def _diagnose(self, blocks) -> str:
-        """Name the level whose propagator amplifies perturbations the most per unit time."""
-        lines, worst = [], None
+    def _diagnose(self, blocks) -> tuple[bool, str]:
+        """Name the level whose propagator amplifies perturbations the most per unit time.
+
+        Returns (whether a coarse level is unstable, a message for the user).
+        """
+        lines, worst, growing = [], None, []
         gen = torch.Generator().manual_seed(0)
         for b in blocks:
             lv = b.level
@@ -298,15 +310,20 @@ class MGRIT:
                     amp = float(d.norm())
             h = lv.dt or float(lv.h(start)[0])
             lines.append(f"  level {lv.index}: step {h:.4g}, amplification per step {amp:.4g}")
-            if amp > 1.0 + 1e-12 and (worst is None or amp ** (1 / h) > worst[1]):
-                worst = (lv.index, amp ** (1 / h), h, amp)
-        if worst is not None and worst[0] != 0:
+            if amp > 1.0 + 1e-12 and lv.index > 0:
+                growing.append(lv.index)
+                if worst is None or amp ** (1 / h) > worst[1]:
+                    worst = (lv.index, amp ** (1 / h), h, amp)
+        unstable = worst is not None
+        if unstable:
             head = (f"Level {worst[0]} looks unstable: its propagator amplifies perturbations "
-                    f"by {worst[3]:.3g} per step of size {worst[2]:.3g}. ")
+                    f"by {worst[3]:.3g} per step of size {worst[2]:.3g} (amplification > 1 on "
+                    f"level(s) {', '.join(map(str, growing))}). ")
         else:
             head = "No coarse level is clearly unstable. "
-        return (head + "Use an implicit (backward Euler) or IMEX step on the coarse levels "
-                "(coarse_propagator=...), a smaller cf, or fewer levels.\n" + "\n".join(lines))
+        return unstable, (head + "Use an implicit (backward Euler) or IMEX step on the coarse "
+                          "levels (coarse_propagator=...), a smaller cf, or fewer levels.\n"
+                          + "\n".join(lines))
 
 
 def solve(propagator, u0, t, **options) -> MGRITResult:
