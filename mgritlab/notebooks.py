@@ -1,0 +1,401 @@
+"""Lesson tooling: run the lesson notebooks, make student copies, strip outputs.
+
+Conventions for every lesson (lessons 01–11 follow them; CI relies on them)
+--------------------------------------------------------------------------
+* A lesson is ``lessons/NN_topic.ipynb`` (two-digit number, lower-case topic with
+  underscores), e.g. ``lessons/01_test_equation.ipynb``. It runs with the kernel ``python3``
+  and the working directory ``lessons/``.
+* The first code cell reads the quick-mode switch::
+
+      import os
+      QUICK = os.environ.get("MGRITLAB_QUICK", "0") == "1"
+
+  Quick mode (CI only: ``MGRITLAB_QUICK=1``) shrinks problem sizes and iteration counts so the
+  whole lesson runs in seconds; the normal mode must still run in well under 2 minutes on
+  2 cores. Lessons use ``%matplotlib inline`` and never download anything.
+* The lesson opens with a markdown cell "What you will learn", builds the idea from the
+  equations (markdown + LaTeX), and calls the package (``mgritlab.integrators``,
+  ``mgritlab.problems``, ``mgritlab.stability``, ``mgritlab.mgrit`` …) instead of
+  re-implementing it.
+* It ends with 2–3 exercises. Each exercise's solution is one code cell tagged ``solution``
+  (cell metadata ``{"tags": ["solution"]}``); right after it comes a code cell tagged
+  ``check`` with ``assert`` statements that pass for the solution. Solutions are executed in
+  CI; :func:`make_student_copy` replaces them by ``# Your solution here``.
+* Outputs and execution counts are never committed: run ``python -m mgritlab lessons strip``
+  (or nbstripout) before committing; ``tests/test_lessons.py`` checks this.
+* Lessons may be written by a generator script with :func:`markdown_cell`, :func:`code_cell`
+  and :func:`write_lesson` (the generator itself is not committed).
+
+Command line (``python -m mgritlab lessons …``)
+-----------------------------------------------
+    run [--quick] [--out DIR] [--timeout S] [names...]   execute (all, or those matching names)
+    student --out DIR                                    solution-free copies
+    strip [paths...]                                     remove outputs in place
+
+``run`` writes, per lesson, the executed ``NN_topic.ipynb`` and ``NN_topic.html`` to DIR, the
+PNG figures to ``DIR/figures/NN_topic/``, and ``DIR/summary.json`` (lesson, seconds, ok,
+error). It tries every lesson, then fails (exit status 1, :class:`LessonError` in Python)
+naming each failing lesson and its error.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+SOLUTION_TAG = "solution"
+CHECK_TAG = "check"
+STUDENT_PLACEHOLDER = "# Your solution here"
+QUICK_ENV = "MGRITLAB_QUICK"
+KERNEL_NAME = "python3"
+
+__all__ = [
+    "SOLUTION_TAG", "CHECK_TAG", "STUDENT_PLACEHOLDER", "QUICK_ENV", "LessonError",
+    "lessons_dir", "find_lessons", "run_lessons", "make_student_copy", "strip_outputs",
+    "has_outputs", "markdown_cell", "code_cell", "write_lesson", "register",
+]
+
+
+class LessonError(RuntimeError):
+    """One or more lessons failed to execute; ``failures`` maps lesson name → error text."""
+
+    def __init__(self, failures: dict[str, str]):
+        self.failures = dict(failures)
+        lines = [f"{len(failures)} lesson(s) failed:"]
+        lines += [f"  {name}: {err}" for name, err in failures.items()]
+        super().__init__("\n".join(lines))
+
+
+# --------------------------------------------------------------------------------------------
+# Finding lessons
+# --------------------------------------------------------------------------------------------
+def lessons_dir() -> Path:
+    """The ``lessons/`` folder: next to the package (source checkout) or in the cwd."""
+    here = Path(__file__).resolve().parent.parent / "lessons"
+    if here.is_dir():
+        return here
+    return Path.cwd() / "lessons"
+
+
+def find_lessons(names: Sequence[str] | None = None, directory: Path | str | None = None
+                 ) -> list[Path]:
+    """Lesson notebooks, sorted; ``names`` select by path, file name, stem or prefix ("03")."""
+    directory = Path(directory) if directory is not None else lessons_dir()
+    all_nb = sorted(p for p in directory.glob("*.ipynb") if not p.name.startswith("."))
+    if not names:
+        return all_nb
+    chosen: list[Path] = []
+    for name in names:
+        p = Path(name)
+        if p.suffix == ".ipynb" and p.exists():
+            hits = [p]
+        else:
+            key = p.name.removesuffix(".ipynb")
+            hits = [q for q in all_nb if q.stem == key or q.stem.startswith(key)]
+        if not hits:
+            raise FileNotFoundError(
+                f"no lesson matches {name!r} in {directory}; available: "
+                f"{', '.join(q.stem for q in all_nb) or '(none)'}")
+        chosen += [h for h in hits if h not in chosen]
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _env(**values: str):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _kernel_manager(kernel_name: str):
+    """A kernel manager whose python3 kernel runs on this interpreter (``sys.executable``)."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=kernel_name)
+    spec = km.kernel_spec
+    if spec is not None and spec.argv and "ipykernel_launcher" in spec.argv:
+        spec.argv = [sys.executable] + spec.argv[1:]
+    return km
+
+
+def _error_text(err: BaseException) -> str:
+    ename = getattr(err, "ename", None)
+    if ename:
+        return f"{ename}: {getattr(err, 'evalue', '')}".strip()
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}"
+
+
+def _failing_cell(nb) -> int | None:
+    """Index of the first cell with an error output (None if none)."""
+    if nb is None:
+        return None
+    for ci, cell in enumerate(nb.cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return ci
+    return None
+
+
+def _extract_figures(nb, fig_dir: Path) -> list[Path]:
+    out = []
+    for ci, cell in enumerate(nb.cells):
+        k = 0
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data:
+                fig_dir.mkdir(parents=True, exist_ok=True)
+                path = fig_dir / f"cell{ci:03d}_{k}.png"
+                path.write_bytes(base64.b64decode(data["image/png"]))
+                out.append(path)
+                k += 1
+    return out
+
+
+def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str = "build/lessons",
+                quick: bool = False, timeout: int = 600, *, kernel_name: str = KERNEL_NAME,
+                raise_on_error: bool = True, progress: bool = True) -> list[dict]:
+    """Execute lesson notebooks (all of ``lessons/`` when ``paths`` is None).
+
+    Each lesson runs in a fresh ``python3`` kernel on this interpreter with cwd = its folder,
+    ``MGRITLAB_QUICK=1`` if ``quick``, and ``timeout`` seconds per cell. Writes the executed
+    notebook, an HTML rendering and the PNG figures to ``out_dir`` and a ``summary.json``.
+    Returns the summary rows ``{lesson, seconds, ok, error, figures}``; after trying every
+    lesson, raises :class:`LessonError` naming each failure (unless ``raise_on_error=False``).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+    from tqdm.auto import tqdm
+
+    paths = find_lessons() if paths is None else [Path(p) for p in paths]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    failures: dict[str, str] = {}
+    bar = tqdm(paths, desc="lessons", unit="lesson", disable=not progress)
+    for path in bar:
+        path = path.resolve()
+        name = path.stem
+        bar.set_postfix_str(name)
+        row = {"lesson": name, "seconds": 0.0, "ok": False, "error": None, "figures": 0,
+               "quick": bool(quick)}
+        t0 = time.perf_counter()
+        nb = None
+        try:
+            nb = nbformat.read(path, as_version=4)
+            km = _kernel_manager(kernel_name)
+            client = NotebookClient(
+                nb, km=km, kernel_name=kernel_name, timeout=timeout,
+                resources={"metadata": {"path": str(path.parent)}})
+            try:
+                with _env(**{QUICK_ENV: "1" if quick else "0", "MPLBACKEND": "Agg"}):
+                    client.execute()
+            finally:  # the client does not own a km it was given: shut the kernel down here
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
+            row["ok"] = True
+        except Exception as err:  # noqa: BLE001 - every failure is reported, then raised
+            row["error"] = _error_text(err)
+            cell = _failing_cell(nb)
+            if cell is not None:
+                row["error"] = f"cell {cell}: {row['error']}"
+            failures[name] = row["error"]
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        if nb is not None:
+            try:
+                nbformat.write(nb, out_dir / f"{name}.ipynb")
+                body, _ = HTMLExporter().from_notebook_node(nb)
+                (out_dir / f"{name}.html").write_text(body, encoding="utf-8")
+                row["figures"] = len(_extract_figures(nb, out_dir / "figures" / name))
+            except Exception as err:  # noqa: BLE001
+                if row["ok"]:
+                    row["ok"], row["error"] = False, f"export failed: {_error_text(err)}"
+                    failures[name] = row["error"]
+        rows.append(row)
+        if progress:
+            status = "ok" if row["ok"] else f"FAILED ({row['error']})"
+            bar.write(f"{name}: {row['seconds']:.1f} s {status}")
+    (out_dir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    if failures and raise_on_error:
+        raise LessonError(failures)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Student copies and output stripping
+# --------------------------------------------------------------------------------------------
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _strip_nb(nb) -> bool:
+    changed = False
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            if cell.get("outputs"):
+                cell.outputs = []
+                changed = True
+            if cell.get("execution_count") is not None:
+                cell.execution_count = None
+                changed = True
+        md = cell.get("metadata", {})
+        for key in ("execution", "collapsed", "scrolled", "ExecuteTime"):
+            if key in md:
+                del md[key]
+                changed = True
+    return changed
+
+
+def has_outputs(nb) -> bool:
+    """True if some code cell of ``nb`` (a NotebookNode) has outputs or an execution count."""
+    return any(c.cell_type == "code" and (c.get("outputs") or c.get("execution_count")
+                                          is not None) for c in nb.cells)
+
+
+def strip_outputs(paths: Iterable[Path | str] | None = None) -> list[Path]:
+    """Remove outputs, execution counts and execution metadata in place; returns changed files."""
+    import nbformat
+
+    paths = find_lessons() if paths is None else [Path(p) for p in paths]
+    changed = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        if _strip_nb(nb):
+            nbformat.write(nb, path)
+            changed.append(Path(path))
+    return changed
+
+
+def make_student_copy(src_dir: Path | str | None = None, out_dir: Path | str = "build/student"
+                      ) -> list[Path]:
+    """Copy every lesson with each ``solution`` cell's source replaced by a placeholder.
+
+    Check cells are kept (students run them to test their answers); outputs are stripped.
+    Returns the written paths.
+    """
+    import nbformat
+
+    src_dir = Path(src_dir) if src_dir is not None else lessons_dir()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in find_lessons(directory=src_dir):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code" and SOLUTION_TAG in _tags(cell):
+                cell.source = STUDENT_PLACEHOLDER
+        _strip_nb(nb)
+        dest = out_dir / path.name
+        nbformat.write(nb, dest)
+        written.append(dest)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for lesson generator scripts
+# --------------------------------------------------------------------------------------------
+def markdown_cell(text: str):
+    """A markdown cell (leading/trailing blank lines removed)."""
+    import nbformat
+
+    return nbformat.v4.new_markdown_cell(text.strip("\n"))
+
+
+def code_cell(source: str, tags: Sequence[str] = ()):
+    """A code cell, optionally tagged (``solution`` / ``check``)."""
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(source.strip("\n"))
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def write_lesson(path: Path | str, cells: Sequence) -> Path:
+    """Write a lesson notebook (python3 kernel metadata, no outputs) and validate it."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = list(cells)
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    _strip_nb(nb)
+    nbformat.validate(nb)
+    path = Path(path)
+    nbformat.write(nb, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def _cmd_run(args) -> int:
+    paths = find_lessons(args.names or None)
+    if not paths:
+        print(f"no lessons found in {lessons_dir()}", file=sys.stderr)
+        return 1
+    try:
+        rows = run_lessons(paths, args.out, quick=args.quick, timeout=args.timeout)
+    except LessonError as err:
+        print(str(err), file=sys.stderr)
+        print(f"executed notebooks and summary.json are in {args.out}", file=sys.stderr)
+        return 1
+    total = sum(r["seconds"] for r in rows)
+    print(f"{len(rows)} lesson(s) ok in {total:.1f} s; output in {args.out}")
+    return 0
+
+
+def _cmd_student(args) -> int:
+    written = make_student_copy(args.src, args.out)
+    print(f"wrote {len(written)} student notebook(s) to {args.out}")
+    return 0
+
+
+def _cmd_strip(args) -> int:
+    paths = [Path(p) for p in args.paths] if args.paths else find_lessons()
+    changed = strip_outputs(paths)
+    for p in changed:
+        print(f"stripped {p}")
+    print(f"{len(changed)} of {len(paths)} notebook(s) changed")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``lessons {run,student,strip}`` to the ``python -m mgritlab`` parser."""
+    p = subparsers.add_parser("lessons", help="run lessons, make student copies, strip outputs",
+                              description="Lesson notebooks: run, student, strip.")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    sub = p.add_subparsers(dest="action", metavar="action")
+
+    r = sub.add_parser("run", help="execute lessons, write notebooks/HTML/figures/summary.json")
+    r.add_argument("names", nargs="*", help="lessons to run (e.g. 01 or 02_diffusion…); "
+                                            "default all")
+    r.add_argument("--quick", action="store_true", help="MGRITLAB_QUICK=1: small problems (CI)")
+    r.add_argument("--out", default="build/lessons", help="output folder (build/lessons)")
+    r.add_argument("--timeout", type=int, default=600, help="seconds per cell (600)")
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("student", help="copies of the lessons without solutions")
+    s.add_argument("--out", default="build/student", help="output folder (build/student)")
+    s.add_argument("--src", default=None, help="lesson folder (default lessons/)")
+    s.set_defaults(func=_cmd_student)
+
+    st = sub.add_parser("strip", help="remove outputs and execution counts in place")
+    st.add_argument("paths", nargs="*", help="notebooks (default all lessons)")
+    st.set_defaults(func=_cmd_strip)
