@@ -54,15 +54,26 @@ def register(sub) -> None:
     nl.set_defaults(func=run, problem="nonlinear")
 
 
-def make_problem(args):
+def make_problem(name: str, *, t0: float = 0.0, tf: float | None = None,
+                 scheme: str = "backward_euler", nx: int = 1001, a: float = 1.0,
+                 lam: complex = -1.0, y0: float = 1.0):
+    """The model problem of a command: 'heat', 'dahlquist' or 'nonlinear'."""
     from ..problems import CubicDecay, Dahlquist, Heat1D
 
-    if args.problem == "heat":
-        return Heat1D(a=args.a, nx=args.nx, t0=args.t0, tf=args.tf, scheme=args.scheme)
-    if args.problem == "dahlquist":
-        lam = args.lam.real if args.lam.imag == 0 else args.lam
-        return Dahlquist(lam, scheme=args.scheme, t0=args.t0, tf=args.tf)
-    return CubicDecay(args.y0, scheme=args.scheme, t0=args.t0, tf=args.tf)
+    if name == "heat":
+        return Heat1D(a=a, nx=nx, t0=t0, tf=2.0 if tf is None else tf, scheme=scheme)
+    tf = 5.0 if tf is None else tf
+    if name == "dahlquist":
+        lam = complex(lam)
+        return Dahlquist(lam.real if lam.imag == 0 else lam, scheme=scheme, t0=t0, tf=tf)
+    if name == "nonlinear":
+        return CubicDecay(y0, scheme=scheme, t0=t0, tf=tf)
+    raise ValueError(f"unknown problem {name!r}: use 'heat', 'dahlquist' or 'nonlinear'")
+
+
+def _problem_from_args(args):
+    extra = {k: getattr(args, k) for k in ("nx", "a", "lam", "y0") if hasattr(args, k)}
+    return make_problem(args.problem, t0=args.t0, tf=args.tf, scheme=args.scheme, **extra)
 
 
 def _partition(mode: str):
@@ -83,7 +94,7 @@ def run(args) -> int:
     from .solver import MGRIT
     from .speedup import model_speedup
 
-    prob = make_problem(args)
+    prob = _problem_from_args(args)
     part = _partition(args.mpi)
     rank = 0 if part is None else part.rank
     size = 1 if part is None else part.size

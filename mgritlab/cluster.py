@@ -1,0 +1,302 @@
+"""MPI from notebooks and tests: ipyparallel MPI engines, and a guarded ``mpiexec`` runner.
+
+Everything here cleans up after itself: every remote call and every ``mpiexec`` run has a
+timeout; a failed or timed-out run leaves no engine, controller or ``mpiexec`` behind (each
+process is tagged with a run id in its environment and killed by that tag as a last resort);
+an engine cluster is stopped on errors, on ``with``-block exit and when the kernel exits.
+
+    from mgritlab.cluster import start_engines
+    with start_engines(4) as engines:                 # MPI engines, or a serial fallback
+        results = engines.run(mgritlab.cluster.mpi_hello, timeout=30)
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+RUN_ID_ENV = "MGRITLAB_RUN_ID"
+INSTALL_HINT = ("install an MPI library and mpi4py into this environment: "
+                "`pip install mpich mpi4py` (or run `make setup`)")
+
+
+class MPIUnavailable(RuntimeError):
+    """No usable mpiexec / mpi4py in this environment."""
+
+
+class MPITimeout(TimeoutError):
+    """An MPI run or a remote call did not finish in time (its processes were killed)."""
+
+
+# -- mpiexec -------------------------------------------------------------------------------
+def mpiexec_path() -> str:
+    """The mpiexec of the running Python environment (a kernel started from a venv does not
+    have the venv's bin/ on PATH), else the first one on PATH."""
+    here = Path(sys.prefix) / "bin" / "mpiexec"
+    if here.exists():
+        return str(here)
+    found = shutil.which("mpiexec")
+    if found:
+        return found
+    raise MPIUnavailable(f"mpiexec was not found in {here.parent} nor on PATH; {INSTALL_HINT}")
+
+
+def mpiexec_flags(mpiexec: str | None = None, n: int | None = None) -> list[str]:
+    """Extra flags the MPI implementation needs: Open MPI wants ``--oversubscribe`` for more
+    ranks than cores and ``--allow-run-as-root`` as root; MPICH needs none."""
+    mpiexec = mpiexec or mpiexec_path()
+    try:
+        out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True,
+                             timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if "Open MPI" in out or "OpenRTE" in out:
+        flags = ["--oversubscribe"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            flags.append("--allow-run-as-root")
+        return flags
+    return []
+
+
+def new_run_id() -> str:
+    """A fresh run id, nested under the caller's (``parent/child``) when there is one, so
+    that killing a parent's tag (e.g. a whole test session's) also kills its children."""
+    parent = os.environ.get(RUN_ID_ENV)
+    child = f"mgritlab-{uuid.uuid4().hex[:10]}"
+    return f"{parent}/{child}" if parent else child
+
+
+def kill_tagged(run_id: str, sig: int = signal.SIGKILL) -> int:
+    """Kill every process whose environment carries ``MGRITLAB_RUN_ID=run_id`` or a run id
+    nested under it (Linux; elsewhere a no-op). Returns how many were signalled."""
+    key = f"{RUN_ID_ENV}=".encode()
+    want = run_id.encode()
+    killed = 0
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            for var in (entry / "environ").read_bytes().split(b"\0"):
+                if var.startswith(key):
+                    value = var[len(key):]
+                    if value == want or value.startswith(want + b"/"):
+                        os.kill(int(entry.name), sig)
+                        killed += 1
+                    break
+        except (OSError, PermissionError):
+            continue
+    return killed
+
+
+def run_mpi(command: list[str], n: int, *, timeout: float = 120.0, run_id: str | None = None,
+            env: dict | None = None, mpi_args: list[str] | None = None, cwd=None
+            ) -> subprocess.CompletedProcess:
+    """Run ``mpiexec -n n command...``, capturing output, killed whole after ``timeout``.
+
+    Raises :class:`MPITimeout` (with the output so far) when it runs too long, and
+    :class:`MPIUnavailable` when mpiexec is missing.
+    """
+    mpiexec = mpiexec_path()
+    run_id = run_id or new_run_id()
+    full_env = dict(os.environ if env is None else env)
+    full_env[RUN_ID_ENV] = run_id
+    args = [mpiexec, "-n", str(n), *mpiexec_flags(mpiexec), *(mpi_args or []), *command]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=full_env, cwd=cwd, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, _ = proc.communicate()
+        kill_tagged(run_id)
+        raise MPITimeout(f"`{' '.join(args)}` did not finish in {timeout:g} s and was killed; "
+                         f"output so far:\n{out}") from None
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+    kill_tagged(run_id)  # stragglers (e.g. a rank stuck after another failed)
+    return subprocess.CompletedProcess(args, proc.returncode, out, "")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=3)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# -- ipyparallel engines ----------------------------------------------------------------------
+class MPIEngines:
+    """A running ipyparallel cluster of ``n`` MPI engines (one MPI rank each)."""
+
+    parallel = True
+
+    def __init__(self, n: int = 2, *, timeout: float = 60.0, mpi_args: list[str] | None = None,
+                 heartbeat_ms: int = 200, log_level: int = logging.WARNING):
+        try:
+            import ipyparallel as ipp
+            from traitlets.config import Config
+        except ImportError as err:
+            raise MPIUnavailable(f"ipyparallel is not installed; {INSTALL_HINT}") from err
+        _require_mpi4py()
+        if n < 1:
+            raise ValueError(f"n must be >= 1 engines, got {n}")
+        self.n, self.timeout = n, timeout
+        self.run_id = new_run_id()
+        mpiexec = mpiexec_path()
+        config = Config()
+        config.MPILauncher.mpi_cmd = [mpiexec]
+        config.MPILauncher.mpi_args = [*mpiexec_flags(mpiexec), *(mpi_args or [])]
+        self.cluster = ipp.Cluster(
+            engines="mpi", n=n, config=config, log_level=log_level,
+            cluster_id=self.run_id.replace("/", "-"),
+            # a short heartbeat: engines are registered in ~1-2 s instead of ~7 s
+            controller_args=[f"--ping={heartbeat_ms}", "--ip=127.0.0.1"])
+        self.client = None
+        self._stopped = False
+        atexit.register(self.stop)
+        old = os.environ.get(RUN_ID_ENV)
+        os.environ[RUN_ID_ENV] = self.run_id  # inherited by controller, mpiexec and engines
+        try:
+            self.cluster.start_cluster_sync(n=n)
+            self.client = self.cluster.connect_client_sync()
+            self.client.wait_for_engines(n, timeout=timeout)
+        except BaseException as err:
+            self.stop()
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise MPIUnavailable(f"could not start {n} MPI engines within {timeout:g} s: "
+                                 f"{type(err).__name__}: {err}") from err
+        finally:
+            if old is None:
+                os.environ.pop(RUN_ID_ENV, None)
+            else:
+                os.environ[RUN_ID_ENV] = old
+
+    def run(self, f, *args, timeout: float | None = None, **kwargs) -> list:
+        """Call ``f(*args, **kwargs)`` on every engine; results in rank order.
+
+        ``f`` must be importable on the engines (defined in an installed module). On a
+        timeout the call is aborted and :class:`MPITimeout` raised; the cluster is then
+        stopped, since MPI ranks stuck in a collective cannot be recovered.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        view = self.client[:]
+        ar = view.apply_async(f, *args, **kwargs)
+        try:
+            results = ar.get(timeout=timeout)
+        except Exception as err:
+            import ipyparallel as ipp
+
+            if isinstance(err, ipp.error.TimeoutError):
+                self.stop()
+                raise MPITimeout(f"{getattr(f, '__name__', f)} did not finish on the engines "
+                                 f"in {timeout:g} s; the engines were stopped") from None
+            raise
+        ranks = self.client[:].apply_sync(_world_rank) if len(results) > 1 else [0]
+        return [r for _, r in sorted(zip(ranks, results), key=lambda p: p[0])]
+
+    def stop(self) -> None:
+        """Close the client, stop engines and controller; kill anything left by its tag."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self.client is not None:
+                self.client.close()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.cluster.stop_cluster_sync()
+        except Exception:  # noqa: BLE001
+            pass
+        time.sleep(0.2)
+        kill_tagged(self.run_id)
+        try:
+            atexit.unregister(self.stop)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+class SerialEngines:
+    """The fallback when MPI engines cannot start: one local 'engine', same ``run`` API."""
+
+    parallel = False
+    n = 1
+
+    def __init__(self, reason: str = ""):
+        self.reason = reason
+
+    def run(self, f, *args, timeout: float | None = None, **kwargs) -> list:
+        return [f(*args, **kwargs)]
+
+    def stop(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def start_engines(n: int = 2, *, timeout: float = 60.0, fallback: bool = True, **kwargs):
+    """Start ``n`` MPI engines; with ``fallback`` return :class:`SerialEngines` (and say why)
+    when MPI is missing or the engines do not come up, so that a lesson still runs."""
+    try:
+        return MPIEngines(n, timeout=timeout, **kwargs)
+    except MPIUnavailable as err:
+        if not fallback:
+            raise
+        warnings.warn(f"{err}\nFalling back to the serial solver (one process).",
+                      RuntimeWarning, stacklevel=2)
+        return SerialEngines(str(err))
+
+
+def _require_mpi4py() -> None:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError as err:
+        raise MPIUnavailable(f"mpi4py is not installed; {INSTALL_HINT}") from err
+
+
+# -- functions that run on the engines (importable there) ------------------------------------
+def _world_rank() -> int:
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.Get_rank()
+
+
+def mpi_hello() -> dict:
+    """rank, size and an allreduce of the ranks: the smallest check that MPI works."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    return dict(rank=comm.Get_rank(), size=comm.Get_size(),
+                allreduce=comm.allreduce(comm.Get_rank() + 1))
