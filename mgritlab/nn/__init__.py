@@ -1,0 +1,20 @@
+"""Layer-parallel training of ODE-nets: residual layers with stacked parameters, their state
+and adjoint equations as MGRIT propagators, the ``LayerParallel`` module and nested iteration.
+
+    net = ODENet(2, 8, 2, depth=64, max_levels=3, cf=4)      # T1 = 2, T2 = 1 by default
+    loss = nn.functional.cross_entropy(net(x), y); loss.backward()
+    net.layer_parallel().stats["forward"]                     # residuals of the last solve
+    net.serial()                                              # the same network, serially
+"""
+from .adjoint import AdjointPropagator, StatePropagator, design_gradient
+from .blocks import DenseBlock, ODEBlock, SerialODENet, activation
+from .data import peaks, split, two_spirals
+from .layer_parallel import LayerParallel, LayerParallelFunction, SolveStats
+from .nested import coarse_depths, nested_training
+from .network import ODENet
+from .training import History, accuracy, train
+
+__all__ = ["ODEBlock", "DenseBlock", "SerialODENet", "activation", "StatePropagator",
+           "AdjointPropagator", "design_gradient", "LayerParallel", "LayerParallelFunction",
+           "SolveStats", "ODENet", "nested_training", "coarse_depths", "two_spirals", "peaks",
+           "split", "train", "accuracy", "History"]
