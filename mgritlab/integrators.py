@@ -576,6 +576,8 @@ class BackwardEuler(Stepper):
             raise ValueError("Newton with a large sparse L and a nonlinear g is not supported "
                              "here (it would form dense Jacobians); use scheme 'imex_euler'")
         step_norm = float("inf")
+        active = torch.ones(B, dtype=torch.bool, device=u.device)
+        shape = (B,) + (1,) * (u.dim() - 1)
         for _ in range(ode.newton_maxiter):
             F = v + hb * (op.apply(v) - ode._g(t1, v)) - u
             if ode.jac is None and op.kind in ("none", "scalar", "diag"):
@@ -599,12 +601,16 @@ class BackwardEuler(Stepper):
                 hh = hb.reshape(-1, 1, 1) if isinstance(hb, torch.Tensor) else hb
                 J = torch.eye(n, dtype=v.dtype, device=v.device) + hh * (Lm - Jg)
                 delta = torch.linalg.solve(J, F.reshape(B, n, 1)).reshape(u.shape)
-            v = v - delta
-            step_norm = float((delta.reshape(B, -1).norm(dim=1) /
-                               (1.0 + v.reshape(B, -1).norm(dim=1))).max())
+            # Each state stops at its own convergence, so a state's result never depends on
+            # which other states share its batch (MGRIT on 1 or P processes: same numbers).
+            v = torch.where(active.reshape(shape), v - delta, v)
+            rel = (delta.reshape(B, -1).norm(dim=1) / (1.0 + v.reshape(B, -1).norm(dim=1)))
+            rel = torch.where(active, rel, torch.zeros_like(rel))
+            step_norm = float(rel.max())
             if not math.isfinite(step_norm):
                 break
-            if step_norm <= ode.newton_tol:
+            active = active & (rel > ode.newton_tol)
+            if not bool(active.any()):
                 return v
         hmax = h if isinstance(h, float) else float(h.max())
         raise NewtonError(
