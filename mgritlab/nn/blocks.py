@@ -229,25 +229,27 @@ class SerialODENet(nn.Module):
         if not -len(self) <= k < len(self):
             raise IndexError(f"layer {k} out of range for a network of {len(self)} layers")
         k = k % len(self)
-        return lambda x, frozen=None: self._layer(x, k, frozen if frozen else self.frozen)
+        return lambda x, frozen=None: self._layers(x, frozen or self.frozen, range(k, k + 1))[-1]
 
     def __iter__(self):
         return (self[k] for k in range(len(self)))
 
-    def _layer(self, x, k, frozen):
-        t = self.block.grid(x.device)
-        kk = torch.tensor([k], device=x.device)
-        return self.block.step(x.unsqueeze(0), kk, t[k + 1] - t[k], None, frozen)[0]
+    def _layers(self, x, frozen, ks) -> list[torch.Tensor]:
+        # unbind once: autograd then stacks the per-layer gradients in one O(N) pass, where
+        # indexing the stacked parameter per layer would add a full (N, ...) zero tensor each
+        layers = {n: p.unbind(0) for n, p in self.block.layer_parameters().items()}
+        h = torch.diff(self.block.grid(x.device))
+        out = [x]
+        for k in ks:
+            theta = {n: ps[k].unsqueeze(0) for n, ps in layers.items()}
+            fz = None if frozen is None else {n: m[k].unsqueeze(0) for n, m in frozen.items()}
+            out.append(self.block.phi(out[-1].unsqueeze(0), theta, h[k], fz)[0])
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frozen = self.frozen if self.frozen is not None else self.block.draw_frozen(x)
-        for k in range(len(self)):
-            x = self._layer(x, k, frozen)
-        return x
+        return self._layers(x, frozen, range(len(self)))[-1]
 
     def states(self, x: torch.Tensor) -> torch.Tensor:
         """All activations x_0..x_N, shape (N+1, *x.shape) (no dropout unless frozen)."""
-        out = [x]
-        for k in range(len(self)):
-            out.append(self._layer(out[-1], k, self.frozen))
-        return torch.stack(out)
+        return torch.stack(self._layers(x, self.frozen, range(len(self))))
