@@ -1,0 +1,135 @@
+"""PDE-GCN-D layers: IMEX variants, CG, gradients, batching, the MGRIT propagator."""
+import pytest
+import torch
+
+from mgritlab.graphs.operators import graph_operators
+from mgritlab.graphs.pdegcn import IMEX_CHOICES, PDEGCN, DropoutMasks, cg_solve, diffusion_solve
+from mgritlab.mgrit.hierarchy import build_hierarchy, uniform_grid
+
+
+def random_graph(n=12, m=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    i, j = torch.randint(0, n, (2, m), generator=g)
+    keep = i != j
+    i, j = i[keep], j[keep]
+    return torch.stack([torch.cat([i, j]), torch.cat([j, i])]).unique(dim=1), n
+
+
+@pytest.fixture(scope="module")
+def ops():
+    ei, n = random_graph()
+    return graph_operators(ei, n, dtype=torch.float64)
+
+
+def model(ops, imex="none", alpha=0.0, learn_alpha=False, layers=4, dropout=0.0, **kw):
+    return PDEGCN(ops, 5, 3, channels=4, layers=layers, h=0.5, dropout=dropout, imex=imex,
+                  alpha=alpha, learn_alpha=learn_alpha, init_noise=0.3, seed=1,
+                  cg_tol=1e-12, **kw)
+
+
+@pytest.mark.parametrize("imex", IMEX_CHOICES[1:])
+def test_imex_variants_reduce_to_explicit_at_alpha_zero(ops, imex):
+    x = torch.rand(ops.num_nodes, 5, dtype=torch.float64)
+    ref = model(ops).eval()
+    m = model(ops, imex=imex, alpha=0.0).eval()
+    torch.testing.assert_close(m(x), ref(x))
+    m1 = model(ops, imex=imex, alpha=1.0).eval()
+    assert not torch.allclose(m1(x), ref(x))
+
+
+def test_imex_factors(ops):
+    f = torch.randn(2, ops.num_nodes, 4, dtype=torch.float64)
+    idx, h = torch.tensor([0, 3]), torch.tensor([0.5, 0.5], dtype=torch.float64)
+    m = model(ops, imex="shared", alpha=2.0)
+    r = m.residual(f, idx)
+    torch.testing.assert_close(m.imex_factor(r, idx, h), r / 2.0)
+    m = model(ops, imex="channel", alpha=1.0)
+    with torch.no_grad():
+        m.alpha[:] = torch.tensor([0.0, 1.0, 2.0, 6.0], dtype=torch.float64)
+    M = 1 / (1 + 0.5 * m.alpha[0])
+    torch.testing.assert_close(m.imex_factor(r, idx, h), r * M)
+
+
+def test_cg_matches_dense_solve(ops):
+    L = ops.GtG.to_dense()
+    b = torch.randn(ops.num_nodes, 3, dtype=torch.float64)
+    s = torch.tensor([0.0, 0.7, 5.0], dtype=torch.float64)
+    y = diffusion_solve(ops, b, s, tol=1e-12)
+    for k in range(3):
+        A = torch.eye(ops.num_nodes, dtype=torch.float64) + s[k] * L
+        torch.testing.assert_close(y[:, k], torch.linalg.solve(A, b[:, k]))
+    x = cg_solve(lambda v: 2.0 * v, b, tol=1e-12)
+    torch.testing.assert_close(x, b / 2)
+
+
+@pytest.mark.parametrize("imex", IMEX_CHOICES)
+def test_one_layer_gradcheck_float64_with_frozen_dropout(ops, imex):
+    m = model(ops, imex=imex, alpha=0.8, learn_alpha=True, dropout=0.3).train()
+    m.new_masks(seed=7)  # one training step: the masks are fixed, the layer a fixed function
+    f = torch.randn(1, ops.num_nodes, 4, dtype=torch.float64, requires_grad=True)
+    idx = torch.tensor([2])
+    params = [m.K] + ([m.alpha] if imex != "none" else [])
+
+    def fn(f, *p):
+        return m.layer_step(f, idx, 0.5)
+
+    assert torch.autograd.gradcheck(fn, (f, *params), atol=1e-6, fast_mode=True)
+
+
+def test_batched_layer_step_equals_per_layer_loop(ops):
+    for imex in IMEX_CHOICES:
+        m = model(ops, imex=imex, alpha=0.5, layers=5, dropout=0.4).train()
+        m.new_masks(seed=3)
+        f = torch.randn(4, ops.num_nodes, 4, dtype=torch.float64)
+        idx = torch.tensor([4, 0, 2, 2])
+        batched = m.layer_step(f, idx)
+        loop = torch.cat([m.layer_step(f[b:b + 1], idx[b:b + 1]) for b in range(4)])
+        torch.testing.assert_close(batched, loop)
+
+
+def test_frozen_masks_until_next_step():
+    masks = DropoutMasks(0.5)
+    masks.new_step(1)
+    a = masks.mask("grad", 3, (50, 4))
+    assert torch.equal(a, masks.mask("grad", 3, (50, 4)))
+    assert not torch.equal(a, masks.mask("grad", 4, (50, 4)))
+    assert set(a.unique().tolist()) == {0.0, 2.0}
+    masks.new_step(1)
+    assert torch.equal(a, masks.mask("grad", 3, (50, 4)))  # seedable
+    masks.new_step(2)
+    assert not torch.equal(a, masks.mask("grad", 3, (50, 4)))
+    with pytest.raises(ValueError, match="dropout"):
+        DropoutMasks(1.0)
+
+
+def test_forward_is_log_softmax_and_deterministic_in_eval(ops):
+    m = model(ops, dropout=0.5).eval()
+    x = torch.rand(ops.num_nodes, 5, dtype=torch.float64)
+    out = m(x)
+    assert out.shape == (ops.num_nodes, 3)
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(ops.num_nodes, dtype=torch.float64))
+    torch.testing.assert_close(m(x), out)
+    m.train()
+    a = m(x, mask_seed=5)
+    torch.testing.assert_close(m(x, keep_masks=True), a)
+    torch.testing.assert_close(m(x, mask_seed=5), a)
+
+
+def test_propagator_uses_fine_index_and_level_step(ops):
+    m = model(ops, layers=8, imex="shared", alpha=1.0).eval()
+    hier = build_hierarchy(uniform_grid(0.0, 8 * 0.5, 9), m.propagator(), max_levels=2, cf=2)
+    fine, coarse = hier.levels
+    f = torch.randn(2, ops.num_nodes, 4, dtype=torch.float64)
+    i = torch.tensor([0, 3])
+    prop = hier.propagators[0]
+    torch.testing.assert_close(prop.step(f, i, fine), m.layer_step(f, i, 0.5))
+    # coarse level: layer weights of fine layers 2i, step cf*h
+    torch.testing.assert_close(prop.step(f, i, coarse), m.layer_step(f, 2 * i, 1.0))
+
+
+def test_errors_say_what_to_change(ops):
+    with pytest.raises(ValueError, match="none, shared, channel, diffusion"):
+        model(ops, imex="implicit")
+    m = model(ops)
+    with pytest.raises(IndexError, match="0..3"):
+        m.layer_step(torch.zeros(1, ops.num_nodes, 4, dtype=torch.float64), [4])
