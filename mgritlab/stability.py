@@ -82,6 +82,8 @@ def _check_lams(lam):
     lam = np.atleast_1d(np.asarray(lam, dtype=complex)).ravel()
     if lam.size == 0 or not np.all(np.isfinite(lam)):
         raise ValueError("eigenvalues must be a non-empty set of finite numbers")
+    # round-off zeros (e.g. the null space of a graph Laplacian from eigvalsh) count as 0
+    lam = np.where(np.abs(lam) <= 1e-12 * np.abs(lam).max(), 0.0, lam)
     bad = (lam.real >= 0) & (lam != 0)
     if bad.any():
         raise ValueError(
@@ -93,6 +95,8 @@ def _check_lams(lam):
 
 def stable_step(lam, scheme: str = "forward_euler", alpha: float = 0.0) -> float:
     """The largest h with |R(hλ)| ≤ 1 for every eigenvalue in ``lam`` (Re λ < 0 or λ = 0).
+
+    Eigenvalues with |λ| ≤ 1e-12 max|λ| count as 0 (round-off in a computed null space).
 
     forward Euler: h ≤ −2 Re λ / |λ|², i.e. h ≤ −2/λ for real λ < 0 (thesis eqs. 2.5–2.11);
     backward Euler: every h (returns inf, eqs. 2.12–2.16);

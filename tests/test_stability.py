@@ -85,3 +85,9 @@ def test_min_alpha():
         min_alpha([-1.0, 2j], 0.1)
     with pytest.raises(ValueError, match="positive"):
         min_alpha([-1.0], 0.0)
+
+
+def test_roundoff_zero_eigenvalues_are_zero():
+    lam = np.array([4e-17, -1.0, -4.0])
+    assert stable_step(lam, "forward_euler") == pytest.approx(0.5)
+    assert min_alpha(lam, 1.0) == pytest.approx(1.0)
