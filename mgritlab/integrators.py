@@ -114,6 +114,12 @@ class _Operator:
         if self.kind in ("sparse", "dense") and self.uses_cg:
             self._check_symmetric_matrix()
 
+    def out_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The dtype of L u / (I + hL)^{-1} u for u of ``dtype`` (complex if L is complex)."""
+        if self.is_complex and not _is_complex_dtype(dtype):
+            return torch.complex64 if dtype == torch.float32 else torch.complex128
+        return dtype
+
     @staticmethod
     def _check_square(shape):
         if len(shape) != 2 or shape[0] != shape[1]:
@@ -140,7 +146,7 @@ class _Operator:
         if k == "scalar":
             return self.alpha * u
         if k == "diag":
-            return self.diag.to(u.device) * u
+            return self.diag.to(device=u.device, dtype=self.out_dtype(u.dtype)) * u
         if k == "callable":
             out = self.fn(u)
             if not isinstance(out, torch.Tensor) or out.shape != u.shape:
@@ -156,11 +162,12 @@ class _Operator:
             if D.dtype != flat.dtype:
                 common = torch.promote_types(D.dtype, flat.dtype)
                 D, flat = D.to(common), flat.to(common)
-            return (flat @ D.T).reshape(u.shape)
+            return (flat @ D.T).reshape(u.shape).to(self.out_dtype(u.dtype))
         # sparse
         x = _to_numpy(flat).T
         y = self.sparse @ x
-        return torch.from_numpy(np.ascontiguousarray(y.T)).to(u.device).reshape(u.shape)
+        out = torch.from_numpy(np.ascontiguousarray(y.T)).to(u.device).reshape(u.shape)
+        return out.to(self.out_dtype(u.dtype))
 
     def _check_n(self, n):
         if n != self.n:
@@ -175,7 +182,8 @@ class _Operator:
             return rhs
         if k in ("scalar", "diag"):
             hb = h if isinstance(h, float) else _bcast(h, rhs)
-            coef = self.alpha if k == "scalar" else self.diag.to(rhs.device)
+            coef = self.alpha if k == "scalar" else self.diag.to(
+                device=rhs.device, dtype=self.out_dtype(rhs.dtype))
             return rhs / (1.0 + hb * coef)
         if self.uses_cg:
             return cg_solve(lambda v: v + _bcast_h(h, v) * self.apply(v), rhs,
@@ -282,7 +290,7 @@ class _Operator:
                 else:
                     y = lu.solve(np.ascontiguousarray(x))
             out = torch.from_numpy(np.ascontiguousarray(y.T)).to(rhs.device)
-            return out.to(torch.promote_types(out.dtype, rhs.dtype)).reshape(rhs.shape)
+            return out.to(self.out_dtype(rhs.dtype)).reshape(rhs.shape)
         F = f[1]
         b = flat.T
         common = torch.promote_types(F.dtype, b.dtype)
@@ -294,7 +302,7 @@ class _Operator:
                 y = torch.cholesky_solve(b.to(common), F.to(common))
         else:
             y = torch.linalg.lu_solve(f[1].to(common), f[2], b.to(common))
-        return y.T.reshape(rhs.shape)
+        return y.T.reshape(rhs.shape).to(self.out_dtype(rhs.dtype))
 
     def dense_matrix(self, n: int, dtype, device) -> torch.Tensor:
         """L as a dense (n, n) matrix (used by Newton with full Jacobians)."""
@@ -455,6 +463,8 @@ class SemilinearODE:
         out = self.g(t, u)
         if not isinstance(out, torch.Tensor):
             out = torch.as_tensor(out, dtype=u.dtype, device=u.device)
+        if out.dtype != u.dtype and not (out.is_complex() and not u.is_complex()):
+            out = out.to(u.dtype)  # e.g. float64 times t in a float32 problem
         if out.shape != u.shape:
             try:
                 out = out.expand(u.shape)
@@ -576,13 +586,16 @@ class BackwardEuler(Stepper):
             raise ValueError("Newton with a large sparse L and a nonlinear g is not supported "
                              "here (it would form dense Jacobians); use scheme 'imex_euler'")
         step_norm = float("inf")
+        # a tolerance below the dtype's resolution cannot be met (float32: ~1e-6)
+        tol = max(ode.newton_tol, 8 * torch.finfo(u.dtype).eps)
         active = torch.ones(B, dtype=torch.bool, device=u.device)
         shape = (B,) + (1,) * (u.dim() - 1)
         for _ in range(ode.newton_maxiter):
             F = v + hb * (op.apply(v) - ode._g(t1, v)) - u
             if ode.jac is None and op.kind in ("none", "scalar", "diag"):
                 Jd = 1.0 + hb * ((op.alpha if op.kind == "scalar" else
-                                  (op.diag if op.kind == "diag" else 0.0)) - ode.dg(t1, v))
+                                  (op.diag.to(device=v.device, dtype=op.out_dtype(v.dtype))
+                                   if op.kind == "diag" else 0.0)) - ode.dg(t1, v))
                 delta = F / Jd
             elif ode.jac is None and op.kind == "callable":
                 d = ode.dg(t1, v)
@@ -609,13 +622,13 @@ class BackwardEuler(Stepper):
             step_norm = float(rel.max())
             if not math.isfinite(step_norm):
                 break
-            active = active & (rel > ode.newton_tol)
+            active = active & (rel > tol)
             if not bool(active.any()):
                 return v
         hmax = h if isinstance(h, float) else float(h.max())
         raise NewtonError(
             f"backward Euler: Newton did not converge in {ode.newton_maxiter} iterations "
-            f"(last relative update {step_norm:.3g} > tol {ode.newton_tol:g}) with step "
+            f"(last relative update {step_norm:.3g} > tol {tol:g}) with step "
             f"h={hmax:.4g} at t={float(t1.min()):.4g}..{float(t1.max()):.4g}. Use a smaller "
             f"step (more time points / smaller cf), raise newton_maxiter, or loosen newton_tol")
 

@@ -150,3 +150,14 @@ def test_errors():
         Heat1D(x1=0.5, nx=11).exact([0.0])
     with pytest.raises(ValueError, match="state has shape"):
         p.step(torch.ones(2, 3, dtype=F64), torch.tensor([0, 1]), _level(t))
+
+
+@pytest.mark.parametrize("scheme", ["forward_euler", "backward_euler", "imex_euler"])
+def test_float32_problems_stay_float32(scheme):
+    f32 = torch.float32
+    for p in (Heat1D(nx=11, dtype=f32), Dahlquist([-1.0, -2.0], dtype=f32),
+              GraphHeat(laplacian_1d(5, 1.0), np.ones(5), dtype=f32), CubicDecay(1.0, dtype=f32)):
+        p = p.with_scheme(scheme)
+        t = p.grid(5)
+        u = p.step(p.u0[None], torch.tensor([0]), _level(t))
+        assert u.dtype == f32, type(p).__name__
