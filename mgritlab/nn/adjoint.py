@@ -1,13 +1,13 @@
 """The state, adjoint and design equations of an ODE-net as MGRIT propagators.
 
 Training minimises a loss J(x_N) subject to the network equations (thesis eqs. 3.12–3.14).
-With multipliers x̄_k, the Lagrangian (thesis eq. 3.15)
+With multipliers x̄_k, the Lagrangian (thesis §3.2)
 
     𝓛 = J(x_N) - Σ_k x̄_{k+1}ᵀ (x_{k+1} - Φ_k(x_k, θ_k))
 
 is stationary when
 
-    state    x_{k+1} = Φ_k(x_k, θ_k),                   x_0 given          (eq. 3.16)
+    state    x_{k+1} = Φ_k(x_k, θ_k),                   x_0 given          (eq. 3.7)
     adjoint  x̄_k     = (∂Φ_k/∂x)(x_k)ᵀ x̄_{k+1},          x̄_N = ∂J/∂x_N      (eq. 3.18)
     design   ∂J/∂θ_k = (∂Φ_k/∂θ_k)(x_k)ᵀ x̄_{k+1}                          (eq. 3.17)
 
