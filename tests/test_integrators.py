@@ -225,3 +225,20 @@ def test_complex_states():
     out = get_stepper("backward_euler").step(SemilinearODE(A), v, torch.zeros(2, dtype=F64), 0.5)
     M = torch.eye(n, dtype=torch.complex128) + 0.5 * torch.as_tensor(A.toarray()).to(v.dtype)
     assert torch.allclose(out, torch.linalg.solve(M, v.T).T)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_many_distinct_steps_match_per_step_solves(dense):
+    n, B = 25, 40
+    A = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1]) * 100.0
+    L = torch.as_tensor(A.toarray()) if dense else A
+    ode = SemilinearODE(L, state_shape=(n,))
+    rng = np.random.default_rng(5)
+    u = torch.as_tensor(rng.standard_normal((B, n)))
+    h = torch.as_tensor(rng.uniform(1e-3, 1e-1, B))  # all different: a non-uniform grid
+    out = get_stepper("backward_euler").step(ode, u, torch.zeros(B, dtype=F64), h)
+    Ad = torch.as_tensor(A.toarray())
+    ref = torch.stack([torch.linalg.solve(torch.eye(n, dtype=F64) + h[b] * Ad, u[b])
+                       for b in range(B)])
+    assert torch.allclose(out, ref, atol=1e-12)
+    assert ode.op._eig is not None and len(ode.op._cache) == 0
