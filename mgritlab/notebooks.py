@@ -346,7 +346,11 @@ def write_lesson(path: Path | str, cells: Sequence) -> Path:
 # Command line
 # --------------------------------------------------------------------------------------------
 def _cmd_run(args) -> int:
-    paths = find_lessons(args.names or None)
+    try:
+        paths = find_lessons(args.names or None)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
     if not paths:
         print(f"no lessons found in {lessons_dir()}", file=sys.stderr)
         return 1
