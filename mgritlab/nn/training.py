@@ -36,12 +36,14 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 50,
           lr: float = 1e-2, batch_size: int | None = None, val=None, seed: int = 0,
-          weight_decay: float = 0.0, eval_model: nn.Module | None = None) -> History:
+          weight_decay: float = 0.0, eval_model: nn.Module | None = None,
+          callback=None) -> History:
     """Adam on the cross-entropy loss; mini-batches of ``batch_size`` (None: full batch).
 
     ``val`` = (x_val, y_val) for a validation accuracy; ``eval_model`` (default ``model``) is
     the network used for the accuracies, e.g. the exact serial network of a layer-parallel
-    model. Accuracy evaluation is not counted in the wall time.
+    model. Accuracy evaluation is not counted in the wall time. ``callback(epoch, model)`` runs
+    after every epoch (e.g. to record ``LayerParallel.stats``).
     """
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -68,4 +70,6 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5
         hist.train_acc.append(accuracy(evaluate, x, y))
         if val is not None:
             hist.val_acc.append(accuracy(evaluate, *val))
+        if callback is not None:
+            callback(len(hist.loss), model)
     return hist
