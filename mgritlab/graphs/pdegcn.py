@@ -217,10 +217,10 @@ class PDEGCN(nn.Module):
         g = self.ops.grad(f.transpose(0, 1).reshape(n, B * c)).view(-1, B, c)
         if self.training:
             g = self.masks.apply_layers(g, idx)
-        z = torch.relu(torch.bmm(g.transpose(0, 1), K.transpose(1, 2)))  # K_l g_e
-        y = torch.bmm(z, K)  # K_lᵀ z_e, (B, m, c)
-        r = self.ops.div(y.transpose(0, 1).reshape(-1, B * c))
-        return r.view(n, B, c).transpose(0, 1)
+        z = torch.relu(torch.bmm(g.transpose(0, 1), K.transpose(1, 2)))  # K_l g_e, (B, m, c)
+        # Gᵀ (K_lᵀ z) = (Gᵀ z) K_l acting on channels: multiply on the n nodes, not the m edges
+        r = self.ops.div(z.transpose(0, 1).reshape(-1, B * c)).view(n, B, c)
+        return torch.bmm(r.transpose(0, 1), K)
 
     def imex_factor(self, r: torch.Tensor, idx: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """M r with M = (I + hA)^{-1} of the chosen IMEX variant; r (B, n, c), h (B,)."""
