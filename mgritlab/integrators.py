@@ -33,7 +33,7 @@ import torch
 
 __all__ = [
     "SemilinearODE", "Stepper", "ForwardEuler", "BackwardEuler", "IMEXEuler", "STEPPERS",
-    "get_stepper", "NewtonError", "CGError", "cg_solve",
+    "get_stepper", "NewtonError", "CGError", "cg_solve", "batched_tridiagonal_solve",
 ]
 
 
@@ -104,6 +104,13 @@ class _Operator:
             raise ValueError(f"dense L: method must be 'auto', 'lu', 'cholesky' or 'cg', "
                              f"got {method!r}")
         self.uses_cg = self.kind == "callable" or method == "cg"
+        self.tridiag = None  # (lower, main, upper) diagonals of a real tridiagonal sparse L
+        if self.kind == "sparse" and not np.iscomplexobj(self.sparse.data) and self.n >= 2:
+            coo = self.sparse.tocoo()
+            if coo.nnz == 0 or np.abs(coo.row - coo.col).max() <= 1:
+                A = self.sparse
+                self.tridiag = tuple(torch.as_tensor(A.diagonal(k).astype(np.float64))
+                                     for k in (-1, 0, 1))
         self.is_complex = (
             (self.kind == "scalar" and isinstance(self.alpha, complex))
             or (self.kind == "diag" and self.diag.is_complex())
@@ -349,6 +356,32 @@ def _pttrs(dpttrs, f, x):
     if info != 0:
         raise RuntimeError(f"LAPACK dpttrs failed (info={info})")
     return y
+
+
+def batched_tridiagonal_solve(lower: torch.Tensor, main: torch.Tensor, upper: torch.Tensor,
+                              rhs: torch.Tensor) -> torch.Tensor:
+    """Solve B tridiagonal systems at once (Thomas algorithm, vectorised over the batch).
+
+    ``main``/``rhs`` have shape (B, n), ``lower``/``upper`` (B, n-1): row i of system b reads
+    lower[b, i-1] x[i-1] + main[b, i] x[i] + upper[b, i] x[i+1] = rhs[b, i]. No pivoting:
+    meant for diagonally dominant matrices such as I + h(L - diag(g')) with small h.
+    """
+    n = main.shape[1]
+    c = torch.empty_like(upper)
+    d = torch.empty_like(rhs)
+    piv = main[:, 0]
+    c[:, 0:1] = (upper[:, 0] / piv)[:, None] if n > 1 else c[:, 0:1]
+    d[:, 0] = rhs[:, 0] / piv
+    for i in range(1, n):
+        piv = main[:, i] - lower[:, i - 1] * c[:, i - 1]
+        if i < n - 1:
+            c[:, i] = upper[:, i] / piv
+        d[:, i] = (rhs[:, i] - lower[:, i - 1] * d[:, i - 1]) / piv
+    x = torch.empty_like(rhs)
+    x[:, n - 1] = d[:, n - 1]
+    for i in range(n - 2, -1, -1):
+        x[:, i] = d[:, i] - c[:, i] * x[:, i + 1]
+    return x
 
 
 def _is_sym_tridiag(A) -> bool:
@@ -605,7 +638,7 @@ class BackwardEuler(Stepper):
         v = u.clone()
         B = u.shape[0]
         n = u[0].numel()
-        if op.kind == "sparse" and ode.jac is None and B * n * n > 5e7:
+        if op.kind == "sparse" and op.tridiag is None and ode.jac is None and B * n * n > 5e7:
             raise ValueError("Newton with a large sparse L and a nonlinear g is not supported "
                              "here (it would form dense Jacobians); use scheme 'imex_euler'")
         step_norm = float("inf")
@@ -620,6 +653,14 @@ class BackwardEuler(Stepper):
                                   (op.diag.to(device=v.device, dtype=op.out_dtype(v.dtype))
                                    if op.kind == "diag" else 0.0)) - ode.dg(t1, v))
                 delta = F / Jd
+            elif ode.jac is None and op.tridiag is not None and not v.is_complex():
+                # J = I + h(L - diag(dg)) is tridiagonal in every row of the batch
+                lo, di, up = (x.to(device=v.device, dtype=v.dtype) for x in op.tridiag)
+                hh = hb if isinstance(hb, float) else hb.reshape(-1, 1)
+                main = 1.0 + hh * (di - ode.dg(t1, v).reshape(B, n))
+                delta = batched_tridiagonal_solve((hh * lo).expand(B, n - 1), main,
+                                                  (hh * up).expand(B, n - 1),
+                                                  F.reshape(B, n)).reshape(u.shape)
             elif ode.jac is None and op.kind == "callable":
                 d = ode.dg(t1, v)
                 delta = cg_solve(lambda w, d=d: w + hb * (op.apply(w) - d * w), F,

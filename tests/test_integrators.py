@@ -242,3 +242,33 @@ def test_many_distinct_steps_match_per_step_solves(dense):
                        for b in range(B)])
     assert torch.allclose(out, ref, atol=1e-12)
     assert ode.op._eig is not None and len(ode.op._cache) == 0
+
+
+def test_batched_tridiagonal_solve():
+    from mgritlab.integrators import batched_tridiagonal_solve
+
+    rng = np.random.default_rng(6)
+    B, n = 5, 9
+    lo, up = torch.as_tensor(rng.random((B, n - 1))), torch.as_tensor(rng.random((B, n - 1)))
+    main = 3 + torch.as_tensor(rng.random((B, n)))
+    rhs = torch.as_tensor(rng.standard_normal((B, n)))
+    x = batched_tridiagonal_solve(lo, main, up, rhs)
+    M = torch.diag_embed(main) + torch.diag_embed(lo, -1) + torch.diag_embed(up, 1)
+    assert torch.allclose(x, torch.linalg.solve(M, rhs[..., None])[..., 0], atol=1e-13)
+
+
+def test_newton_tridiagonal_matches_dense_newton():
+    n = 15
+    A = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1]) * 30.0
+    g = lambda t, u: u * (1 - u**2)
+    dg = lambda t, u: 1 - 3 * u**2
+    rng = np.random.default_rng(7)
+    u = torch.as_tensor(rng.uniform(-1, 1, (4, n)))
+    t = torch.zeros(4, dtype=F64)
+    h = torch.tensor([0.05, 0.1, 0.05, 0.2], dtype=F64)
+    sparse = SemilinearODE(A, g, dg=dg, newton_tol=1e-13)
+    dense = SemilinearODE(torch.as_tensor(A.toarray()), g, dg=dg, newton_tol=1e-13)
+    assert sparse.op.tridiag is not None
+    a = get_stepper("backward_euler").step(sparse, u, t, h)
+    b = get_stepper("backward_euler").step(dense, u, t, h)
+    assert torch.allclose(a, b, atol=1e-12)

@@ -161,3 +161,21 @@ def test_float32_problems_stay_float32(scheme):
         t = p.grid(5)
         u = p.step(p.u0[None], torch.tensor([0]), _level(t))
         assert u.dtype == f32, type(p).__name__
+
+
+def test_reaction_diffusion():
+    from mgritlab.problems import ReactionDiffusion1D
+
+    p = ReactionDiffusion1D(nx=11, tf=1.0)
+    ref = p.with_scheme("backward_euler").solve(1025)[-1]
+    for s in ("backward_euler", "imex_euler"):
+        q = p.with_scheme(s)
+        e = [float((q.solve(nt)[-1] - ref).abs().max()) for nt in (33, 65)]
+        assert abs(np.log2(e[0] / e[1]) - 1) < 0.2, (s, e)
+    # stiff: backward Euler and IMEX take steps far past forward Euler's limit
+    p = ReactionDiffusion1D(nx=21, tf=1.0)
+    assert 0.3 > 2 * p.cfl_limit
+    t = torch.arange(31, dtype=F64) * 0.3
+    for s in ("backward_euler", "imex_euler"):
+        assert float(p.with_scheme(s).solve(t).abs().max()) < 1.0
+    assert not float(p.with_scheme("forward_euler").solve(t).abs().max()) < 1.0

@@ -2,6 +2,7 @@
 from .base import Problem
 from .dahlquist import Dahlquist
 from .heat import GraphHeat, Heat1D, laplacian_1d
-from .nonlinear import CubicDecay
+from .nonlinear import CubicDecay, ReactionDiffusion1D
 
-__all__ = ["Problem", "Dahlquist", "Heat1D", "GraphHeat", "CubicDecay", "laplacian_1d"]
+__all__ = ["Problem", "Dahlquist", "Heat1D", "GraphHeat", "CubicDecay", "ReactionDiffusion1D",
+           "laplacian_1d"]
