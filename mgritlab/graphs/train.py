@@ -76,9 +76,8 @@ def preset(dataset: str = "Cora", layers: int = 64, model: str = "pdegcn") -> Tr
         return TrainConfig(dataset=dataset, model="gcn", layers=2, lr=0.01, weight_decay=5e-4,
                            dropout=0.5, epochs=200)
     if layers <= 16:
-        cfg = TrainConfig(dataset=dataset, layers=layers, h=2.0 * 16 / max(layers, 16) if
-                          layers == 16 else 2.0, dropout=0.6, lr=0.07, weight_decay=5e-4,
-                          lr_K=5e-5, epochs=200)
+        cfg = TrainConfig(dataset=dataset, layers=layers, h=2.0, dropout=0.6, lr=0.07,
+                          weight_decay=5e-4, lr_K=5e-5, epochs=200)
     else:
         cfg = TrainConfig(dataset=dataset, layers=layers, h=0.8 * 64 / layers)
     if dataset == "CiteSeer":
