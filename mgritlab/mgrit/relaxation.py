@@ -69,39 +69,41 @@ def c_point_update(b: LevelBlock, ghost: torch.Tensor | None):
     """Φ(u_{c-1}) + g_c at this block's C-points c (the global C-point 0 excluded).
 
     ``ghost`` is u at global index lo-1 (owned by the previous process); None when lo = 0.
-    Returns (local offsets of those C-points, values).
+    Returns (the slice of local C-points, values) — slices, not index tensors: strided views
+    cost nothing, gathers and scatters do.
     """
     cf, u = b.cf, b.u
-    offsets = torch.arange(0 if b.lo > 0 else cf, u.shape[0], cf, device=u.device)
-    if offsets.numel() == 0:
-        return offsets, u[:0]
-    prev = u[cf - 1 :: cf][: offsets.numel() - (1 if b.lo > 0 else 0)]
-    prev_phys = b.phys[cf - 1 :: cf][: prev.shape[0]]
+    sl = slice(0 if b.lo > 0 else cf, None, cf)
+    n = u[sl].shape[0]
+    if n == 0:
+        return sl, u[:0]
+    prev, prev_phys = u[cf - 1 :: cf], b.phys[cf - 1 :: cf]
     if b.lo > 0:
         if ghost is None:
             raise RuntimeError("C-relaxation at a block boundary needs the neighbour's point")
-        prev = torch.cat([ghost.unsqueeze(0), prev])
-        ghost_phys = b.level.to_physical(torch.tensor([b.lo - 1], device=u.device))
-        prev_phys = torch.cat([ghost_phys, prev_phys])
-    new = b.step(prev, prev_phys)
+        prev = torch.cat([ghost.unsqueeze(0), prev[: n - 1]])
+        prev_phys = torch.cat([b.phys.new_tensor([b.level.to_physical(b.lo - 1)]),
+                               prev_phys[: n - 1]])
+    new = b.step(prev[:n], prev_phys[:n])
     if b.g is not None:
-        new = new + b.g[offsets]
-    return offsets, new
+        new = new + b.g[sl]
+    return sl, new
 
 
 def c_relax(b: LevelBlock, ghost: torch.Tensor | None) -> None:
     """C-relaxation: u_c ← Φ(u_{c-1}) + g_c at every C-point (one batched call)."""
-    offsets, new = c_point_update(b, ghost)
-    b.u[offsets] = new
+    sl, new = c_point_update(b, ghost)
+    b.u[sl] = new
 
 
 def c_residual(b: LevelBlock, ghost: torch.Tensor | None):
     """Residual r_c = g_c + Φ(u_{c-1}) - u_c at this block's C-points (c ≠ 0).
 
     After an F-relaxation the F-point residuals vanish, so these are the whole residual.
+    Returns (the slice of local C-points, r).
     """
-    offsets, new = c_point_update(b, ghost)
-    return offsets, new - b.u[offsets]
+    sl, new = c_point_update(b, ghost)
+    return sl, new - b.u[sl]
 
 
 def sequential_sweep(b: LevelBlock) -> None:

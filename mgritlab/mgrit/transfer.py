@@ -27,32 +27,26 @@ def fas_restrict(fine: LevelBlock, coarse: LevelBlock, v: torch.Tensor,
     ``v`` is :func:`restrict_inject` of ``fine``; ``ghost_fine`` / ``ghost_v`` are the fine and
     coarse points just before this block (None where the block starts at index 0).
     """
-    offsets, r = c_residual(fine, ghost_fine)      # r_c = g_c + Φ(u_{c-1}) - u_c, c ≠ 0
-    g = torch.zeros_like(v)
-    g[offsets // fine.cf] = r
+    _, r = c_residual(fine, ghost_fine)            # r_c = g_c + Φ(u_{c-1}) - u_c, c ≠ 0
+    first = 0 if fine.lo > 0 else 1                # local coarse index of the first such c
     coarse.v, coarse.u = v, v.clone()
-    j, phi_v = coarse_phi(coarse, v, ghost_v)
-    g[j] += v[j] - phi_v                           # + A_c(v)_j = v_j - Φ_c(v_{j-1})
+    g = torch.zeros_like(v)
+    g[first:] = r + v[first:] - coarse_phi(coarse, v, ghost_v)  # + A_c(v)_j = v_j - Φ_c(v_{j-1})
     coarse.g = g
 
 
-def coarse_phi(b: LevelBlock, v: torch.Tensor, ghost: torch.Tensor | None):
-    """Φ_c(v_{j-1}) at every local point j ≠ 0 of a block, in one batched call.
-
-    Returns (local offsets j, values).
-    """
+def coarse_phi(b: LevelBlock, v: torch.Tensor, ghost: torch.Tensor | None) -> torch.Tensor:
+    """Φ_c(v_{j-1}) at every local point j ≠ 0 of a block (global 0 excluded), one call."""
     n = v.shape[0]
     if b.lo > 0:
-        ghost_phys = b.level.to_physical(torch.tensor([b.lo - 1], device=v.device))
         prev = torch.cat([ghost.unsqueeze(0), v[: n - 1]])
-        prev_phys = torch.cat([ghost_phys, b.phys[: n - 1]])
-        offsets = torch.arange(0, n, device=v.device)
+        prev_phys = torch.cat([b.phys.new_tensor([b.level.to_physical(b.lo - 1)]),
+                               b.phys[: n - 1]])
     else:
         prev, prev_phys = v[: n - 1], b.phys[: n - 1]
-        offsets = torch.arange(1, n, device=v.device)
-    if offsets.numel() == 0:
-        return offsets, v[:0]
-    return offsets, b.step(prev, prev_phys)
+    if prev.shape[0] == 0:
+        return v[:0]
+    return b.step(prev, prev_phys)
 
 
 def ideal_interpolate(fine: LevelBlock, coarse: LevelBlock) -> None:
