@@ -233,4 +233,5 @@ def test_speedup_model_counts_match_serial_work():
                  + (k - 1) * critical_path(m.hierarchy, 1, cycle))
         assert applied == model
     costs = costs_for(2**14 + 1, 2, 8)
-    assert model_speedup(costs, 10, 1024) > model_speedup(costs, 10, 64) > model_speedup(costs, 10, 1)
+    s1, s64, s1024 = (model_speedup(costs, 10, p) for p in (1, 64, 1024))
+    assert s1024 > s64 > s1

@@ -11,6 +11,11 @@ A propagator is any object with
 that advances a batch of states by one step of ``level``'s grid: from t_i to t_{i+1} for a
 forward level, from t_i to t_{i-1} for a backward (adjoint) level. ``level.h(i)`` gives the
 step sizes, ``level.fine_index(i)`` the index on the finest grid (for per-layer parameters).
+
+One rule makes serial and distributed runs agree to the last bit: the result for one state
+of the batch must not depend on the other states in it (no batch-wide stopping tests in
+inner solvers — stop each state on its own, as the Newton solver of
+:mod:`mgritlab.integrators` does).
 """
 from __future__ import annotations
 
