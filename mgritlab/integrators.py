@@ -7,8 +7,8 @@ The ODE is described by :class:`SemilinearODE`; a stepper advances a *batch* of 
 
 Schemes (all of order 1), looked up by name with :func:`get_stepper`:
 
-* ``forward_euler``   u_{n+1} = u_n + h (-L u_n + g(t_n, u_n))                 (thesis eq. 2.5)
-* ``backward_euler``  (I + hL) u_{n+1} - h g(t_{n+1}, u_{n+1}) = u_n            (thesis eq. 2.12)
+* ``forward_euler``   u_{n+1} = u_n + h (-L u_n + g(t_n, u_n))                 (thesis §2.1.2)
+* ``backward_euler``  (I + hL) u_{n+1} - h g(t_{n+1}, u_{n+1}) = u_n            (thesis §2.1.2)
   a single linear solve when g does not depend on u, Newton's method otherwise.
 * ``imex_euler``      u_{n+1} = (I + hL)^{-1} (u_n + h g(t_n, u_n))              (thesis eq. 4.8)
   L implicit, g explicit; for a scalar L = α this is the shared-diagonal scaling
@@ -593,7 +593,7 @@ class Stepper:
 
 
 class ForwardEuler(Stepper):
-    """u_{n+1} = u_n + h (-L u_n + g(t_n, u_n)); stable for |1 + hλ| <= 1 (thesis eq. 2.5)."""
+    """u_{n+1} = u_n + h (-L u_n + g(t_n, u_n)); stable for |1 + hλ| <= 1 (thesis §2.1.2)."""
 
     name, order = "forward_euler", 1
 
@@ -612,7 +612,7 @@ class IMEXEuler(Stepper):
 
 
 class BackwardEuler(Stepper):
-    """(I + hL) u_{n+1} - h g(t_{n+1}, u_{n+1}) = u_n (thesis eq. 2.12).
+    """(I + hL) u_{n+1} - h g(t_{n+1}, u_{n+1}) = u_n (thesis §2.1.2).
 
     A linear solve when g does not depend on u; Newton's method otherwise (elementwise
     derivative ``dg`` or full Jacobian ``jac`` of g; tolerance ``ode.newton_tol`` on the

@@ -3,10 +3,9 @@
 Applied to Dahlquist's test equation y' = λy with step h, a one-step scheme gives
 y_{n+1} = R(z) y_n with z = hλ. The scheme is stable when |R(z)| ≤ 1:
 
-* forward Euler   R(z) = 1 + z                  (thesis eq. 2.5): stable iff |1 + hλ| ≤ 1,
-  for real λ < 0 iff h ≤ −2/λ (eqs. 2.6–2.11);
-* backward Euler  R(z) = 1 / (1 − z)            (eq. 2.12): stable for every h when Re λ ≤ 0
-  (A-stable, eqs. 2.13–2.16);
+* forward Euler   R(z) = 1 + z                  (thesis §2.1.2): stable iff |1 + hλ| ≤ 1,
+  for real λ < 0 iff h ≤ −2/λ (thesis eqs. 2.5–2.16);
+* backward Euler  R(z) = 1 / (1 − z): stable for every h when Re λ ≤ 0 (A-stable);
 * IMEX Euler with a shared diagonal α, i.e. y' = (λ + α) y − α y with −α y implicit
   (thesis eq. 4.8, Theorem 4.2.1): R = (1 + hλ + hα) / (1 + hα), the magnification factor.
   For λ = x + iy with x < 0 it is stable iff  α ≥ |λ|² / (−2x) − 1/h  (eq. 4.10).
@@ -22,12 +21,12 @@ __all__ = ["R_forward_euler", "R_backward_euler", "R_imex", "amplification",
 
 
 def R_forward_euler(z):
-    """R(z) = 1 + z (forward Euler, thesis eq. 2.5)."""
+    """R(z) = 1 + z (forward Euler, thesis §2.1.2)."""
     return 1.0 + np.asarray(z, dtype=complex)
 
 
 def R_backward_euler(z):
-    """R(z) = 1 / (1 − z) (backward Euler, thesis eq. 2.12)."""
+    """R(z) = 1 / (1 − z) (backward Euler, thesis §2.1.2)."""
     z = np.asarray(z, dtype=complex)
     with np.errstate(divide="ignore", invalid="ignore"):
         return 1.0 / (1.0 - z)
@@ -98,8 +97,8 @@ def stable_step(lam, scheme: str = "forward_euler", alpha: float = 0.0) -> float
 
     Eigenvalues with |λ| ≤ 1e-12 max|λ| count as 0 (round-off in a computed null space).
 
-    forward Euler: h ≤ −2 Re λ / |λ|², i.e. h ≤ −2/λ for real λ < 0 (thesis eqs. 2.5–2.11);
-    backward Euler: every h (returns inf, eqs. 2.12–2.16);
+    forward Euler: h ≤ −2 Re λ / |λ|², i.e. h ≤ −2/λ for real λ < 0 (thesis eqs. 2.5–2.16);
+    backward Euler: every h (returns inf: A-stable);
     IMEX Euler with shift α: h (|λ|² + 2α Re λ) ≤ −2 Re λ, i.e. h ≤ −2/(λ + 2α) for real λ,
     and every h once |λ|² + 2α Re λ ≤ 0 (equivalent to eq. 4.10).
     """

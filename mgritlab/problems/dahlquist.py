@@ -1,4 +1,4 @@
-"""Dahlquist's test equation y' = λ y (thesis eq. 2.4)."""
+"""Dahlquist's test equation y' = λ y (thesis §2.1.2)."""
 from __future__ import annotations
 
 import numpy as np
