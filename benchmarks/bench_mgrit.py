@@ -39,11 +39,11 @@ def run(nts, cfs, repeat: int, tol: float) -> list[dict]:
     for nt in nts:
         t = uniform_grid(0.0, 2.0, nt)
         reps = repeat if nt < 10_000 else 1
-        seq_s, ref = best_of(lambda: sequential_solve(prob, prob.u0, t), reps)
+        seq_s, ref = best_of(lambda t=t: sequential_solve(prob, prob.u0, t), reps)
         for cf in cfs:
             for levels in range(2, max_levels_for(nt, cf) + 1):
                 solver = MGRIT(prob, t, max_levels=levels, cf=cf, relax="FCF", tol=tol)
-                secs, res = best_of(lambda: solver.solve(prob.u0), reps)
+                secs, res = best_of(lambda s=solver: s.solve(prob.u0), reps)
                 rows.append(dict(
                     nt=nt, cf=cf, levels=levels, iterations=res.iterations,
                     converged=res.converged, seconds=secs, sequential_seconds=seq_s,
@@ -74,7 +74,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     ap.add_argument("--tol", type=float, default=1e-7)
     ap.add_argument("--out", type=Path, default=OUT / "mgrit.json")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     nts = [65, 1025] if args.quick else [65, 1025, 16385]
     rows = run(nts, [2, 4], args.repeat, args.tol)
     meta = dict(machine=platform.machine(), processor=platform.processor(),

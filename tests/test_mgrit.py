@@ -235,3 +235,16 @@ def test_speedup_model_counts_match_serial_work():
     costs = costs_for(2**14 + 1, 2, 8)
     s1, s64, s1024 = (model_speedup(costs, 10, p) for p in (1, 64, 1024))
     assert s1024 > s64 > s1
+
+
+def test_blow_up_in_the_first_iteration_is_caught_at_once():
+    prob = Dahlquist(-200.0, scheme="forward_euler")
+    with pytest.raises(MGRITDivergenceError, match="Level 2 looks unstable") as err:
+        solve(prob, prob.u0, uniform_grid(0, 1, 513), max_levels=3, cf=4, tol=1e-10)
+    assert "after iteration 1," in str(err.value)
+
+
+def test_unstable_fine_step_is_named_without_overflow():
+    heat = Heat1D(nx=33, tf=1.0, scheme="forward_euler")  # h = 1/1024 > CFL limit dx²/2
+    with pytest.raises(MGRITDivergenceError, match="fine step is unstable"):
+        solve(heat, heat.u0, heat.grid(1025), max_levels=2, cf=2, tol=1e-10)

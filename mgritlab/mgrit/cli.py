@@ -33,6 +33,9 @@ def _common(p: argparse.ArgumentParser, nt: int, tf: float) -> None:
     p.add_argument("--compare", action="store_true",
                    help="also step sequentially on rank 0: time ratio and max difference")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per process (1: small batched solves gain nothing "
+                        "from threads, and under mpiexec ranks would compete for cores)")
 
 
 def register(sub) -> None:
@@ -89,11 +92,14 @@ def _partition(mode: str):
 def run(args) -> int:
     import time
 
+    import torch
+
     from .hierarchy import uniform_grid
     from .sequential import sequential_solve
     from .solver import MGRIT
     from .speedup import model_speedup
 
+    torch.set_num_threads(max(args.threads, 1))
     prob = _problem_from_args(args)
     part = _partition(args.mpi)
     rank = 0 if part is None else part.rank

@@ -17,18 +17,24 @@ def world():
 
 def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
               relax: str = "FCF", cycle: str = "V", tol: float = 1e-7, max_iter: int = 100,
-              repeat: int = 1, gather: bool = False, **problem_options) -> dict:
+              repeat: int = 1, gather: bool = False, threads: int | None = 1,
+              **problem_options) -> dict:
     """Solve a model problem with MGRIT on all ranks of MPI.COMM_WORLD (serial on one).
 
     Returns this rank's record: rank, size, iterations, residual history, the best wall time
     of ``repeat`` solves (measured between barriers), time per phase, the critical-path model
-    speedup, and the solution when ``gather``.
+    speedup, and the solution when ``gather``. ``threads`` sets torch's threads in this
+    process (1 by default: ranks share the cores; None leaves it as it is).
     """
+    import torch
+
     from .cli import make_problem
     from .hierarchy import uniform_grid
     from .solver import MGRIT
     from .speedup import model_speedup
 
+    if threads:
+        torch.set_num_threads(threads)
     comm, rank, size = world()
     part = None
     if size > 1:
