@@ -253,3 +253,16 @@ def test_toy_problems_and_training_loop():
     hist = train(net, x, y, epochs=4, lr=3e-2, batch_size=50, val=(x, y))
     assert len(hist.loss) == 4 and hist.loss[-1] < hist.loss[0]
     assert hist.seconds == sorted(hist.seconds) and len(hist.val_acc) == 4
+
+
+def test_divergence_names_the_layer_parallel_options(monkeypatch):
+    from mgritlab.mgrit import MGRITDivergenceError
+    from mgritlab.nn import layer_parallel
+
+    def diverge(self, u0, u_init=None, **kw):
+        raise MGRITDivergenceError("MGRIT diverged: residual 1e+30")
+
+    monkeypatch.setattr(layer_parallel.MGRIT, "solve", diverge)
+    lp = LayerParallel(DenseBlock(3, 16, T=8.0), max_levels=3, cf=2)
+    with pytest.raises(MGRITDivergenceError, match=r"state \(forward\).*max_levels=2.*T=8"):
+        lp(torch.zeros(2, 3, dtype=F64))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..mgrit import MGRIT, max_levels_for
+from ..mgrit import MGRIT, MGRITDivergenceError, max_levels_for
 from .adjoint import AdjointPropagator, StatePropagator, design_gradient
 from .blocks import ODEBlock, SerialODENet
 
@@ -97,8 +97,9 @@ class LayerParallel(nn.Module):
         (TorchBraid's default).
     cycle : 'V' or 'F'.
     fwd_iters, bwd_iters : T₁ and T₂, the MGRIT iterations of the forward and the backward.
-    exact : iterate both solves until the residual is below ``exact_rtol``·‖start value‖
-        (default 1e-13 in float64, 1e-5 in float32) or ``exact_max_iter`` (default: depth).
+    exact : iterate both solves until the residual is below ``exact_rtol`` (default 1e-13 in
+        float64, 1e-5 in float32) times the larger of the state size and the first residual,
+        or for at most ``exact_max_iter`` iterations (default: depth).
     warm_start : start each solve from the previous call's state / adjoint (when the shapes
         match) instead of zeros.
     partition : None (one process) or an :class:`~mgritlab.mgrit.mpi.MPIPartition`.
@@ -175,16 +176,34 @@ class LayerParallel(nn.Module):
                 f"warm_start={self.warm_start}")
 
     # -- the two solves ------------------------------------------------------------------
-    def _solver(self, direction: int, device, dtype, start: torch.Tensor, propagator, iters):
+    def _solve(self, direction: int, start: torch.Tensor, guess, propagator, iters):
+        """One MGRIT solve; in exact mode to ``exact_rtol`` relative to the larger of the size
+        of the states (start value, warm-start guess) and the first residual, since states
+        that grow through the layers raise the round-off floor of the residual."""
+        rtol = 0.0
         if self.exact:
-            rtol = self.exact_rtol or (1e-13 if dtype == torch.float64 else 1e-5)
-            scale = float(start.double().norm()) or math.sqrt(start.numel())
+            rtol = self.exact_rtol or (1e-13 if start.dtype == torch.float64 else 1e-5)
+            sizes = [float(start.double().norm())]
+            if guess is not None:
+                sizes.append(float(guess.double().flatten(1).norm(dim=1).max()))
+            scale = max(sizes) or math.sqrt(start.numel())
             tol, max_iter = rtol * scale, self.exact_max_iter or self.block.depth
         else:
             tol, max_iter = 0.0, iters
-        return MGRIT(propagator, self.block.grid(device), max_levels=self.max_levels,
-                     cf=self.cf, relax=self.relax, cycle=self.cycle, tol=tol, max_iter=max_iter,
-                     direction=direction, partition=self.partition, device=device)
+        solver = MGRIT(propagator, self.block.grid(start.device), max_levels=self.max_levels,
+                       cf=self.cf, relax=self.relax, cycle=self.cycle, tol=tol, rtol=rtol,
+                       max_iter=max_iter, direction=direction, partition=self.partition,
+                       device=start.device)
+        try:
+            return solver.solve(start, guess)
+        except MGRITDivergenceError as err:
+            what = "state (forward)" if direction > 0 else "adjoint (backward)"
+            raise MGRITDivergenceError(
+                f"the layer-parallel {what} solve did not converge: the coarse levels take "
+                f"steps of {self.cf}**l * h = {self.cf}**l * {self.block.h:.3g} through layers "
+                f"that amplify too much. Use fewer levels (max_levels={self.max_levels - 1}), a "
+                f"smaller cf, a deeper network or a shorter final time T "
+                f"(T={self.block.T:g}).\n{err}") from err
 
     def _guess(self, key: str, like: torch.Tensor) -> torch.Tensor | None:
         g = self._warm.get(key) if self.warm_start else None
@@ -206,7 +225,7 @@ class LayerParallel(nn.Module):
         """x_0..x_N (N+1, *x0.shape) by T₁ MGRIT iterations (or to tolerance in exact mode)."""
         guess = self._guess("state", x0)
         prop = StatePropagator(self.block, params, frozen)
-        res = self._solver(1, x0.device, x0.dtype, x0, prop, self.fwd_iters).solve(x0, guess)
+        res = self._solve(1, x0, guess, prop, self.fwd_iters)
         self._record("forward", res, guess)
         if self.warm_start:
             self._warm["state"] = res.u
@@ -220,7 +239,7 @@ class LayerParallel(nn.Module):
         guess = self._guess("adjoint", grad_out)
         prop = AdjointPropagator(self.block, params, frozen, states)
         g = grad_out.detach().to(states.dtype).contiguous()
-        res = self._solver(-1, g.device, g.dtype, g, prop, self.bwd_iters).solve(g, guess)
+        res = self._solve(-1, g, guess, prop, self.bwd_iters)
         self._record("backward", res, guess)
         if self.warm_start:
             self._warm["adjoint"] = res.u
