@@ -332,6 +332,8 @@ def write_lesson(path: Path | str, cells: Sequence) -> Path:
 
     nb = nbformat.v4.new_notebook()
     nb.cells = list(cells)
+    for i, cell in enumerate(nb.cells):  # stable ids: regenerating gives a clean git diff
+        cell["id"] = f"cell-{i:03d}"
     nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
