@@ -28,7 +28,8 @@ Conventions for every lesson (lessons 01–11 follow them; CI relies on them)
 
 Command line (``python -m mgritlab lessons …``)
 -----------------------------------------------
-    run [--quick] [--out DIR] [--timeout S] [names...]   execute (all, or those matching names)
+    run [--quick] [--resume] [--out DIR] [--timeout S] [names...]
+                                                         execute (all, or those matching names)
     student --out DIR                                    solution-free copies
     strip [paths...]                                     remove outputs in place
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -168,8 +170,13 @@ def _extract_figures(nb, fig_dir: Path) -> list[Path]:
 
 def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str = "build/lessons",
                 quick: bool = False, timeout: int = 600, *, kernel_name: str = KERNEL_NAME,
-                raise_on_error: bool = True, progress: bool = True) -> list[dict]:
+                raise_on_error: bool = True, progress: bool = True,
+                resume: bool = False) -> list[dict]:
     """Execute lesson notebooks (all of ``lessons/`` when ``paths`` is None).
+
+    ``summary.json`` is rewritten after every lesson, so an interrupted run keeps what it did;
+    with ``resume`` a lesson is skipped when the summary says it already ran successfully in
+    the same mode from the same source (SHA-256 of the notebook) and its output is there.
 
     Each lesson runs in a fresh ``python3`` kernel on this interpreter with cwd = its folder,
     ``MGRITLAB_QUICK=1`` if ``quick``, and ``timeout`` seconds per cell. Writes the executed
@@ -185,6 +192,11 @@ def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str =
     paths = find_lessons() if paths is None else [Path(p) for p in paths]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    summary = out_dir / "summary.json"
+    done = {}
+    if resume and summary.exists():
+        with contextlib.suppress(ValueError, OSError):
+            done = {r["lesson"]: r for r in json.loads(summary.read_text(encoding="utf-8"))}
     rows: list[dict] = []
     failures: dict[str, str] = {}
     bar = tqdm(paths, desc="lessons", unit="lesson", disable=not progress)
@@ -192,8 +204,16 @@ def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str =
         path = path.resolve()
         name = path.stem
         bar.set_postfix_str(name)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        old = done.get(name)
+        if (old and old.get("ok") and old.get("quick") == bool(quick)
+                and old.get("source_sha256") == digest and (out_dir / f"{name}.ipynb").exists()):
+            rows.append(old)
+            if progress:
+                bar.write(f"{name}: done earlier, skipped (resume)")
+            continue
         row = {"lesson": name, "seconds": 0.0, "ok": False, "error": None, "figures": 0,
-               "quick": bool(quick)}
+               "quick": bool(quick), "source_sha256": digest}
         t0 = time.perf_counter()
         nb = None
         try:
@@ -227,10 +247,11 @@ def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str =
                     row["ok"], row["error"] = False, f"export failed: {_error_text(err)}"
                     failures[name] = row["error"]
         rows.append(row)
+        summary.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
         if progress:
             status = "ok" if row["ok"] else f"FAILED ({row['error']})"
             bar.write(f"{name}: {row['seconds']:.1f} s {status}")
-    (out_dir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    summary.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     if failures and raise_on_error:
         raise LessonError(failures)
     return rows
@@ -357,7 +378,8 @@ def _cmd_run(args) -> int:
         print(f"no lessons found in {lessons_dir()}", file=sys.stderr)
         return 1
     try:
-        rows = run_lessons(paths, args.out, quick=args.quick, timeout=args.timeout)
+        rows = run_lessons(paths, args.out, quick=args.quick, timeout=args.timeout,
+                           resume=args.resume)
     except LessonError as err:
         print(str(err), file=sys.stderr)
         print(f"executed notebooks and summary.json are in {args.out}", file=sys.stderr)
@@ -395,6 +417,8 @@ def register(subparsers) -> None:
     r.add_argument("--quick", action="store_true", help="MGRITLAB_QUICK=1: small problems (CI)")
     r.add_argument("--out", default="build/lessons", help="output folder (build/lessons)")
     r.add_argument("--timeout", type=int, default=600, help="seconds per cell (600)")
+    r.add_argument("--resume", action="store_true",
+                   help="skip lessons that already ran successfully (same source and mode)")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("student", help="copies of the lessons without solutions")

@@ -106,3 +106,21 @@ def test_failures_are_reported_after_all_lessons(tmp_path):
         run_lessons([bad, good], tmp_path / "out", quick=True, timeout=120, progress=False)
     assert list(err.value.failures) == ["01_bad"]
     assert (tmp_path / "out" / "02_good.html").exists()
+
+
+def test_resume_skips_lessons_that_already_ran(tmp_path):
+    import json
+
+    good = tmp_path / "01_good.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('fine')")]
+    nbformat.write(nb, good)
+    out = tmp_path / "out"
+    first = run_lessons([good], out, quick=True, timeout=120, progress=False)
+    again = run_lessons([good], out, quick=True, timeout=120, progress=False, resume=True)
+    assert again == first  # skipped: same source, same mode, output present
+    nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
+    nbformat.write(nb, good)  # changed source: runs again
+    third = run_lessons([good], out, quick=True, timeout=120, progress=False, resume=True)
+    assert third[0]["source_sha256"] != first[0]["source_sha256"] and third[0]["ok"]
+    assert json.loads((out / "summary.json").read_text())[0] == third[0]
