@@ -7,7 +7,7 @@ OUT    ?= build/lessons
 # torch is pinned: 2.13.0 is a CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup test lessons lab student bench clean
+.PHONY: setup test test-fast lessons lab student strip bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,14 +22,20 @@ $(VENV)/.installed: pyproject.toml Makefile
 test: setup
 	$(BIN)/python -m pytest
 
+test-fast: setup
+	$(BIN)/python -m pytest -m "not notebook and not mpi"
+
 lessons: setup
-	$(BIN)/python -m mgritlab lessons run --out $(OUT)
+	$(BIN)/python -m mgritlab lessons run --out $(OUT) $(if $(RESUME),--resume,)
 
 lab: setup
 	$(BIN)/jupyter lab lessons/
 
 student: setup
 	$(BIN)/python -m mgritlab lessons student --out build/student
+
+strip: setup
+	$(BIN)/python -m mgritlab lessons strip
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
