@@ -51,9 +51,9 @@ def test_resume_reproduces_uninterrupted_run(cora, tmp_path):
     again = train(cfg, graph=cora, out_dir=tmp_path / "cut", progress=False, resume=True)
     assert again["curves"]["seconds"] == saved["curves"]["seconds"]
     with pytest.raises(ValueError, match="different configuration"):
-        train(replace(cfg, epochs=9), graph=cora, out_dir=tmp_path / "cut2", progress=False,
+        train(replace(cfg, lr=0.03), graph=cora, out_dir=tmp_path / "cut2", progress=False,
               stop_after=3)
-        train(replace(cfg, epochs=10), graph=cora, out_dir=tmp_path / "cut2", resume=True,
+        train(replace(cfg, lr=0.04), graph=cora, out_dir=tmp_path / "cut2", resume=True,
               progress=False)
 
 
@@ -68,3 +68,48 @@ def test_summary_and_cli(tmp_path, capsys):
     assert s["seeds"] == [0, 1] and len(s["test_acc_at_best_val"]) == 2
     assert summarize([{"test_acc_at_best_val": 0.8, "best_val_acc": 0.7, "config": {"seed": 0},
                        "seconds_per_epoch": 1.0, "name": "x"}])["test_mean"] == 0.8
+
+
+def test_ctrl_c_finishes_the_epoch_and_resumes_exactly(cora, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from mgritlab.graphs import train as train_mod
+
+    cfg = replace(SMALL, epochs=5, checkpoint_every=100, seed=4, layers=2)
+    full = train(cfg, graph=cora, progress=False)
+    calls = []
+    real_epoch = train_mod._epoch
+
+    def epoch_then_ctrl_c(*a):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of epoch 2
+        return real_epoch(*a)
+
+    monkeypatch.setattr(train_mod, "_epoch", epoch_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt, match="after epoch 2"):
+        train(cfg, graph=cora, out_dir=tmp_path, progress=False)
+    monkeypatch.setattr(train_mod, "_epoch", real_epoch)
+    partial = json.loads((tmp_path / f"{cfg.name}_seed4.json").read_text())
+    assert partial["epochs_run"] == 2 and not partial["finished"]
+    resumed = train(cfg, graph=cora, out_dir=tmp_path, progress=False, resume=True)
+    assert resumed["curves"]["val_loss"] == full["curves"]["val_loss"]
+
+
+def test_stability_sweep_records_and_plot(cora, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mgritlab.graphs.experiments import format_table, plot_curves, stability_sweep
+
+    recs = stability_sweep(depths=((2, 1), (1, 2)), alphas=(0.0, 1.0), variants=("shared",),
+                           epochs=2, seeds=[0], h64=1.0, out_dir=tmp_path)
+    assert len(recs) == 4
+    assert {(r["layers"], r["h"], r["imex"]) for r in recs} == {
+        (2, 1.0, "none"), (2, 1.0, "shared"), (1, 2.0, "none"), (1, 2.0, "shared")}
+    assert all(len(r["val_acc"]) == 2 for r in recs)
+    assert "shared α=1" in format_table(recs)
+    axes = plot_curves(recs)
+    assert len(axes) == 2
+    assert (tmp_path / "stability.json").exists()

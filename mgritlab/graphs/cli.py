@@ -81,8 +81,13 @@ def _train(args) -> int:
     if args.model == "pdegcn":
         changes.update(imex=args.imex, alpha=args.alpha, learn_alpha=args.learn_alpha)
     cfg = replace(cfg, **changes)
-    s = train_seeds(cfg, args.seeds, out_dir=args.out, resume=args.resume,
-                    progress=not args.no_progress)
+    try:
+        s = train_seeds(cfg, args.seeds, out_dir=args.out, resume=args.resume,
+                        progress=not args.no_progress)
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {err or 'stopped'}; checkpoints are in {args.out}, continue with "
+              "the same command and --resume")
+        return 130
     print(f"{s['name']}: test accuracy at best validation accuracy "
           f"{100 * s['test_mean']:.2f} ± {100 * s['test_std']:.2f} % over seeds {s['seeds']} "
           f"(val {100 * s['val_mean']:.2f} %, {s['seconds_per_epoch']:.3f} s/epoch)")

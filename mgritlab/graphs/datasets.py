@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 DATASETS = ("Cora", "CiteSeer")
@@ -116,6 +117,22 @@ def prepare_root(name: str, root: str | Path | None = None, *, source: Path | No
     return root
 
 
+@contextmanager
+def _lock(path: Path):
+    """An exclusive file lock (POSIX); a no-op where fcntl is unavailable."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent-process protection
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def load_planetoid(name: str = "Cora", root: str | Path | None = None):
     """The Planetoid graph ``name`` ('Cora' or 'CiteSeer') as a PyG ``Data`` object, offline.
 
@@ -126,7 +143,8 @@ def load_planetoid(name: str = "Cora", root: str | Path | None = None):
 
     name = canonical_name(name)
     root = prepare_root(name, root)
-    ds = Planetoid(str(root), name, split="public", transform=NormalizeFeatures())
+    with _lock(root / name / ".lock"):  # concurrent runs must not read a half-written cache
+        ds = Planetoid(str(root), name, split="public", transform=NormalizeFeatures())
     data = ds[0]
     data.num_classes = ds.num_classes
     data.name = name

@@ -17,7 +17,10 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -133,6 +136,29 @@ def _set_rng_state(s: dict) -> None:
     random.setstate(s["random"])
 
 
+@contextmanager
+def _deferred_signals(stop: list):
+    """Turn SIGINT/SIGTERM into a flag checked at epoch boundaries (main thread only), so an
+    interrupted run stops on a consistent state — model, optimizer, RNG — and loses nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        if stop:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        stop.append(signum)
+
+    for sig in old:
+        signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -188,7 +214,8 @@ def train(
     ``graph`` = (data, ops) from :func:`load_graph` to share one load between runs;
     ``resume`` continues from ``out_dir``'s checkpoint (or returns a finished result);
     ``stop_after`` stops after that many epochs in total, as a kill would: epochs after the
-    last periodic checkpoint are redone on resume (tests). Ctrl-C checkpoints, then re-raises.
+    last periodic checkpoint are redone on resume (tests). Ctrl-C or SIGTERM finishes the
+    current epoch, checkpoints and raises KeyboardInterrupt.
     """
     from tqdm.auto import tqdm
 
@@ -217,7 +244,7 @@ def train(
             return done
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
-        if ck["config"] != asdict(cfg):
+        if _identity(ck["config"]) != _identity(asdict(cfg)):
             raise ValueError(f"checkpoint {ckpt_path} was written for a different configuration; "
                              "delete it or pass the same options as the interrupted run")
         model.load_state_dict(ck["model"])
@@ -234,19 +261,18 @@ def train(
                       "optimizer": opt.state_dict(), "history": hist, "best": best,
                       "epoch": done, "rng": _rng_state()}, ckpt_path)
 
-    done = start
-    try:
+    stop: list[int] = []
+    with _deferred_signals(stop):
         for epoch in bar:
             best = _epoch(model, opt, data, hist, best, epoch)
             bar.set_postfix(loss=f"{hist['train_loss'][-1]:.3f}", val=f"{hist['val_acc'][-1]:.3f}",
                             test_at_best_val=f"{best['test_acc']:.3f}")
             done = epoch + 1
-            if ckpt_path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.epochs):
+            if ckpt_path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.epochs
+                                          or stop):
                 checkpoint(done)
-    except KeyboardInterrupt:
-        if ckpt_path is not None and len(hist["val_acc"]) == done:
-            checkpoint(done)  # a clean epoch boundary: nothing is lost
-        raise
+            if stop:  # Ctrl-C / SIGTERM: the epoch was finished and checkpointed
+                break
     bar.close()
 
     done = len(hist["val_acc"])
@@ -261,7 +287,15 @@ def train(
         json_path.write_text(json.dumps(result))
         if result["finished"] and ckpt_path.exists():
             ckpt_path.unlink()  # the JSON holds everything a finished run reports
+    if stop:
+        raise KeyboardInterrupt(f"stopped after epoch {done} (partial result written); "
+                                "rerun with --resume to continue")
     return result
+
+
+def _identity(cfg: dict) -> dict:
+    """What a checkpoint must agree on: all but the epoch budget (runs may be extended)."""
+    return {k: v for k, v in cfg.items() if k not in ("epochs", "checkpoint_every")}
 
 
 def _jsonable(d: dict) -> dict:
