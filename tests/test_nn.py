@@ -21,6 +21,15 @@ from mgritlab.nn import (
 F64 = torch.float64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny tensors: on a loaded machine, extra OpenMP threads make each op ~100x slower
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def data(n=6, d_in=2, classes=3, seed=0, dtype=F64):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(n, d_in, generator=g, dtype=F64).to(dtype),

@@ -14,6 +14,7 @@ from torch import nn
 from mgritlab.mgrit.mpi import MPIPartition
 from mgritlab.nn import ODENet
 
+torch.set_num_threads(1)        # one core per rank
 comm = MPI.COMM_WORLD
 part = MPIPartition(comm)
 g = torch.Generator().manual_seed(0)
