@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--reps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default="benchmarks/results/pdegcn.json")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "pdegcn.json"))
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

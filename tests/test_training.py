@@ -104,7 +104,7 @@ def test_stability_sweep_records_and_plot(cora, tmp_path):
     from mgritlab.graphs.experiments import format_table, plot_curves, stability_sweep
 
     recs = stability_sweep(depths=((2, 1), (1, 2)), alphas=(0.0, 1.0), variants=("shared",),
-                           epochs=2, seeds=[0], h64=1.0, out_dir=tmp_path)
+                           epochs=2, seeds=[0], h64=1.0, out_dir=tmp_path, graph=cora)
     assert len(recs) == 4
     assert {(r["layers"], r["h"], r["imex"]) for r in recs} == {
         (2, 1.0, "none"), (2, 1.0, "shared"), (1, 2.0, "none"), (1, 2.0, "shared")}

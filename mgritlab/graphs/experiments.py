@@ -37,7 +37,7 @@ def stability_configs(dataset: str = "Cora", *, h64: float = 0.8, depths=DEPTHS,
 def stability_sweep(dataset: str = "Cora", *, quick: bool = False, seeds=None,
                     epochs: int | None = None, h64: float = 0.8, depths=None, alphas=ALPHAS,
                     variants=None, out_dir=None, resume: bool = False,
-                    progress: bool = False) -> list[dict]:
+                    progress: bool = False, graph=None) -> list[dict]:
     """Train the sweep; one record per run with its config, accuracies and curves.
 
     ``quick``: depths (16, 4h₆₄) and (4, 16h₆₄), 30 epochs, seed 0, variants shared and
@@ -50,7 +50,7 @@ def stability_sweep(dataset: str = "Cora", *, quick: bool = False, seeds=None,
     variants = variants or (("shared", "diffusion") if quick else VARIANTS)
     seeds = seeds if seeds is not None else ([0] if quick else [0, 1, 2])
     epochs = epochs or (30 if quick else 200)
-    graph = load_graph(dataset)
+    graph = graph if graph is not None else load_graph(dataset)
     records = []
     for cfg in stability_configs(dataset, h64=h64, depths=depths, alphas=alphas,
                                  variants=variants, epochs=epochs):

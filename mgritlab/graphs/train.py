@@ -316,6 +316,8 @@ def summarize(results: list[dict]) -> dict:
         "test_mean": float(test.mean()), "test_std": float(test.std()),
         "val_mean": float(val.mean()), "val_std": float(val.std()),
         "seconds_per_epoch": float(np.median(spe)) if spe else None,
+        "epochs_run": [r.get("epochs_run") for r in results],
+        "finished": all(r.get("finished", True) for r in results),
     }
 
 
