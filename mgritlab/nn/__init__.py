@@ -5,6 +5,10 @@ and adjoint equations as MGRIT propagators, the ``LayerParallel`` module and nes
     loss = nn.functional.cross_entropy(net(x), y); loss.backward()
     net.layer_parallel().stats["forward"]                     # residuals of the last solve
     net.serial()                                              # the same network, serially
+
+On MPI ranks pass ``partition=MPIPartition()``: every rank then computes the loss and holds the
+full gradient after ``backward()``. Dropout masks are drawn once per forward/backward pair and
+reused by every MGRIT iteration (see :mod:`mgritlab.nn.layer_parallel`).
 """
 from .adjoint import AdjointPropagator, StatePropagator, design_gradient
 from .blocks import DenseBlock, ODEBlock, SerialODENet, activation
