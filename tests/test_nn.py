@@ -275,3 +275,15 @@ def test_divergence_names_the_layer_parallel_options(monkeypatch):
     lp = LayerParallel(DenseBlock(3, 16, T=8.0), max_levels=3, cf=2)
     with pytest.raises(MGRITDivergenceError, match=r"state \(forward\).*max_levels=2.*T=8"):
         lp(torch.zeros(2, 3, dtype=F64))
+
+
+def test_engine_task_runs_in_one_process():
+    from mgritlab.nn import train_layer_parallel
+
+    n_threads = torch.get_num_threads()
+    rec = train_layer_parallel(n=40, depth=8, width=4, epochs=2, cf=2, problem="peaks")
+    torch.set_num_threads(n_threads)
+    assert (rec["rank"], rec["size"]) == (0, 1) and len(rec["loss"]) == 2
+    assert torch.isfinite(torch.tensor(rec["checksum"]))
+    with pytest.raises(ValueError, match="unknown problem"):
+        train_layer_parallel(problem="moons")
