@@ -21,6 +21,8 @@ def train_layer_parallel(*, problem: str = "spirals", n: int = 200, depth: int =
     from .network import ODENet
     from .training import train
 
+    if problem not in ("spirals", "peaks"):
+        raise ValueError(f"unknown problem {problem!r}: use 'spirals' or 'peaks'")
     comm, rank, size = world()
     part = None
     if size > 1:
@@ -30,10 +32,8 @@ def train_layer_parallel(*, problem: str = "spirals", n: int = 200, depth: int =
     torch.set_num_threads(1)
     if problem == "spirals":
         x, y, classes = *two_spirals(n, seed=seed), 2
-    elif problem == "peaks":
-        x, y, classes = *peaks(n, seed=seed), 5
     else:
-        raise ValueError(f"unknown problem {problem!r}: use 'spirals' or 'peaks'")
+        x, y, classes = *peaks(n, seed=seed), 5
     net = ODENet(2, width, classes, depth, seed=seed, max_levels=max_levels, cf=cf,
                  fwd_iters=fwd_iters, bwd_iters=bwd_iters, partition=part)
     hist = train(net, x, y, epochs=epochs, lr=lr, eval_model=net.serial())
