@@ -79,12 +79,17 @@ def test_closed_form_vjps_match_autograd(act):
     x = torch.randn(3, 4, 5, generator=g, dtype=F64)
     v = torch.randn(3, 4, 5, generator=g, dtype=F64)
     h = torch.tensor([0.1, 0.2, 0.3], dtype=F64)
-    assert torch.allclose(block.vjp_x(x, theta, h, None, v),
-                          ODEBlock.vjp_x(block, x, theta, h, None, v), rtol=1e-13, atol=1e-14)
-    closed, generic = block.vjp_theta(x, theta, h, None, v), ODEBlock.vjp_theta(
-        block, x, theta, h, None, v)
-    for n in block.param_names:
-        assert torch.allclose(closed[n], generic[n], rtol=1e-13, atol=1e-14), n
+    mask = {"mask": (torch.rand(3, 4, 5, generator=g, dtype=F64) < 0.7).to(F64) / 0.7}
+    for frozen in (None, mask):
+        lin = block.linearize(x, theta, frozen)
+        generic = ODEBlock.vjp_x(block, x, theta, h, frozen, v)
+        for lin_ in (None, lin):
+            assert torch.allclose(block.vjp_x(x, theta, h, frozen, v, lin_), generic,
+                                  rtol=1e-13, atol=1e-14)
+            closed = block.vjp_theta(x, theta, h, frozen, v, lin_)
+            ref = ODEBlock.vjp_theta(block, x, theta, h, frozen, v)
+            for n in block.param_names:
+                assert torch.allclose(closed[n], ref[n], rtol=1e-13, atol=1e-14), n
 
 
 def inexact_gradient_error(fwd_iters, bwd_iters, depth=32, levels=2, cf=4):

@@ -45,21 +45,26 @@ class AdjointPropagator:
     def __init__(self, block: ODEBlock, params: dict[str, torch.Tensor],
                  frozen: dict[str, torch.Tensor] | None, states: torch.Tensor):
         self.block, self.params, self.frozen, self.states = block, params, frozen, states
+        # a coarse step linearises at a fine layer's state too, so one linearisation of all
+        # N layers (e.g. σ'(z_k)) serves every level and the design equations
+        self.lin = block.linearize(states[:-1], params, frozen)
 
     def step(self, v, i, level):
         k = level.fine_index(i - 1)          # the forward step i-1 -> i this one transposes
-        theta = self.block.take(self.params, k)
-        frozen = self.block.take(self.frozen, k)
-        return self.block.vjp_x(self.states[k], theta, level.h(i), frozen, v)
+        take = self.block.take
+        return self.block.vjp_x(self.states[k], take(self.params, k), level.h(i),
+                                take(self.frozen, k), v, take(self.lin, k))
 
 
 def design_gradient(block: ODEBlock, params: dict[str, torch.Tensor],
                     frozen: dict[str, torch.Tensor] | None, states: torch.Tensor,
-                    adjoints: torch.Tensor, layers: range | None = None) -> dict[str, torch.Tensor]:
+                    adjoints: torch.Tensor, layers: range | None = None,
+                    lin: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """∂J/∂θ_k = (∂Φ_k/∂θ_k)(x_k)ᵀ x̄_{k+1} for the given layers, in one batched vjp (eq. 3.17).
 
     Returns {name: (N, ...)} with zeros outside ``layers`` (default: all N layers), so that
-    the contributions of MPI ranks owning disjoint layers simply add up.
+    the contributions of MPI ranks owning disjoint layers simply add up. ``lin``: the block's
+    :meth:`~mgritlab.nn.blocks.ODEBlock.linearize` at the states, if already computed.
     """
     N = block.depth
     layers = range(N) if layers is None else layers
@@ -70,7 +75,7 @@ def design_gradient(block: ODEBlock, params: dict[str, torch.Tensor],
     t = block.grid(states.device)
     h = t[k + 1] - t[k]
     g = block.vjp_theta(states[k], block.take(params, k), h, block.take(frozen, k),
-                        adjoints[k + 1])
+                        adjoints[k + 1], block.take(lin, k))
     for n in grads:
         grads[n][k] = g[n]
     return grads

@@ -105,17 +105,23 @@ class ODEBlock(nn.Module):
             h = h.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
         return x + h * self.f(x, theta, frozen)
 
-    def vjp_x(self, x, theta, h, frozen, v) -> torch.Tensor:
+    def linearize(self, x, theta, frozen=None) -> dict[str, torch.Tensor] | None:
+        """What every vector–Jacobian product at the states ``x`` can reuse, stacked per layer
+        (e.g. σ'(W_k x_k + b_k)); computed once per backward pass. None: nothing to reuse."""
+        return None
+
+    def vjp_x(self, x, theta, h, frozen, v, lin=None) -> torch.Tensor:
         """(∂Φ/∂x)(x)ᵀ v for a batch of layers: one adjoint step (thesis eq. 3.18).
 
-        Generic version by autograd; subclasses may override it with a closed form.
+        Generic version by autograd; subclasses may override it with a closed form that uses
+        ``lin`` (their :meth:`linearize` at ``x``).
         """
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self.phi(x, theta, h, frozen), x, v)
         return g
 
-    def vjp_theta(self, x, theta, h, frozen, v) -> dict[str, torch.Tensor]:
+    def vjp_theta(self, x, theta, h, frozen, v, lin=None) -> dict[str, torch.Tensor]:
         """(∂Φ/∂θ)(x)ᵀ v for a batch of layers: the design equations (thesis eq. 3.17)."""
         with torch.enable_grad():
             th = {n: p.detach().requires_grad_(True) for n, p in theta.items()}
@@ -178,22 +184,25 @@ class DenseBlock(ODEBlock):
             y = y * frozen["mask"]
         return y
 
-    def _local_sensitivity(self, x, theta, h, frozen, v):
-        """s = h σ'(W x + b) ⊙ m ⊙ v, shared by both vector–Jacobian products."""
+    def linearize(self, x, theta, frozen=None):
         z = torch.baddbmm(theta["bias"].unsqueeze(1), x, theta["weight"].transpose(1, 2))
-        s = _DERIVATIVES[self.act_name](z) * v
-        if frozen is not None:
-            s = s * frozen["mask"]
+        d = _DERIVATIVES[self.act_name](z)
+        return {"dsigma": d if frozen is None else d * frozen["mask"]}
+
+    def _local_sensitivity(self, x, theta, h, frozen, v, lin):
+        """s = h σ'(W x + b) ⊙ m ⊙ v, shared by both vector–Jacobian products."""
+        d = (lin if lin is not None else self.linearize(x, theta, frozen))["dsigma"]
         if torch.is_tensor(h):
             h = h.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
-        return h * s
+        return h * (d * v)
 
-    def vjp_x(self, x, theta, h, frozen, v):
+    def vjp_x(self, x, theta, h, frozen, v, lin=None):
         # (I + h diag(σ'(z)) W)ᵀ v = v + Wᵀ (h σ'(z) ⊙ v), batched over layers
-        return v + torch.bmm(self._local_sensitivity(x, theta, h, frozen, v), theta["weight"])
+        s = self._local_sensitivity(x, theta, h, frozen, v, lin)
+        return v + torch.bmm(s, theta["weight"])
 
-    def vjp_theta(self, x, theta, h, frozen, v):
-        s = self._local_sensitivity(x, theta, h, frozen, v)
+    def vjp_theta(self, x, theta, h, frozen, v, lin=None):
+        s = self._local_sensitivity(x, theta, h, frozen, v, lin)
         return {"weight": torch.bmm(s.transpose(1, 2), x), "bias": s.sum(dim=1)}
 
     def draw_frozen(self, x0, generator=None):

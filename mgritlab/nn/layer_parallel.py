@@ -247,7 +247,7 @@ class LayerParallel(nn.Module):
         rank, size = (part.rank, part.size) if part is not None else (0, 1)
         N = self.block.depth
         mine = range(N * rank // size, N * (rank + 1) // size)
-        grads = design_gradient(self.block, params, frozen, states, res.u, mine)
+        grads = design_gradient(self.block, params, frozen, states, res.u, mine, prop.lin)
         if size > 1:
             _allreduce_sum(part, list(grads.values()))
         return res.u, grads
