@@ -13,7 +13,8 @@ rows use an MPIPartition over the ranks (the serial row is the same one-process 
     python benchmarks/bench_layer_parallel.py [--quick]
     mpiexec -n 2 python benchmarks/bench_layer_parallel.py [--quick]
 
-Results are merged into ``benchmarks/results/layer_parallel.json`` under the number of ranks.
+Results are merged into ``benchmarks/results/layer_parallel.json`` under the number of ranks
+(``--quick`` runs go to ``layer_parallel_quick.json``, so a smoke test keeps the published table).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from torch import nn
 from mgritlab.nn import ODENet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "layer_parallel.json"
+QUICK_RESULTS = RESULTS.with_name("layer_parallel_quick.json")
 
 
 def world():
@@ -116,10 +118,13 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"JSON file (default {RESULTS.name}; {QUICK_RESULTS.name} with --quick)")
     args = ap.parse_args(argv)
     if args.quick:
         args.depths, args.widths, args.repeat = [32, 128], [8], 1
+    if args.out is None:
+        args.out = QUICK_RESULTS if args.quick else RESULTS
     torch.set_num_threads(args.threads)
     rows, rank, size = run(args.depths, args.widths, args.batch, args.repeat, levels_list=[2, 3])
     if rank != 0:
