@@ -232,9 +232,24 @@ def test_speedup_model_counts_match_serial_work():
         model = (critical_path(m.hierarchy, 1, cycle, first_iteration=True)
                  + (k - 1) * critical_path(m.hierarchy, 1, cycle))
         assert applied == model
-    costs = costs_for(2**14 + 1, 2, 8)
+    costs = costs_for(2**14 + 1, 2, 4)
     s1, s64, s1024 = (model_speedup(costs, 10, p) for p in (1, 64, 1024))
     assert s1024 > s64 > s1
+    with pytest.raises(ValueError, match="do not fit"):
+        model_speedup(costs_for(2**14 + 1, 2, 8), 10, 1024)
+
+
+@pytest.mark.parametrize("ranks", [3, 48, 64])
+def test_speedup_model_uses_the_real_block_sizes(ranks):
+    from mgritlab.mgrit import block_bounds
+    from mgritlab.mgrit.speedup import _intervals, level_costs
+
+    hier = build_hierarchy(uniform_grid(0, 1, 16385), Dahlquist(-1.0), max_levels=5, cf=4)
+    costs = level_costs(hier)
+    for lvl in range(len(costs) - 1):
+        largest = max(len(range(lo, hi, hier.levels[lvl].cf))
+                      for lo, hi in (block_bounds(hier, r, ranks)[lvl] for r in range(ranks)))
+        assert _intervals(costs, lvl, ranks) in (largest, largest - 1)  # last block: t_N
 
 
 def test_blow_up_in_the_first_iteration_is_caught_at_once():
@@ -248,3 +263,15 @@ def test_unstable_fine_step_is_named_without_overflow():
     heat = Heat1D(nx=33, tf=1.0, scheme="forward_euler")  # h = 1/1024 > CFL limit dx²/2
     with pytest.raises(MGRITDivergenceError, match="fine step is unstable"):
         solve(heat, heat.u0, heat.grid(1025), max_levels=2, cf=2, tol=1e-10)
+
+
+def test_stagnation_at_round_off_stops_quietly():
+    """A residual stalled at round-off is not a divergence, even with an amplifying level."""
+    prob = Dahlquist(-20.0, scheme="forward_euler")
+    m = MGRIT(prob, uniform_grid(0, 4, 513), max_levels=4, cf=4, tol=1e-30)
+    blocks = m._blocks(prob.u0, None)
+    m._u0 = prob.u0
+    blocks[0].u[:] = 1.0
+    assert m._check_divergence([1e-14] * 6, blocks) == "stalled at round-off"
+    with pytest.raises(MGRITDivergenceError, match="stagnated"):
+        m._check_divergence([1e-6] * 6, blocks)

@@ -50,6 +50,7 @@ class MGRITResult:
     hierarchy: Hierarchy = field(repr=False)
     u_local: torch.Tensor | None = field(default=None, repr=False)
     bounds: tuple[int, int] | None = None
+    stop_reason: str = ""
 
     @property
     def conv_factors(self) -> list[float]:
@@ -70,7 +71,7 @@ class MGRITResult:
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        state = "converged" if self.converged else "not converged"
+        state = "converged" if self.converged else f"not converged ({self.stop_reason})"
         return (f"MGRIT {state} in {self.iterations} iteration(s), "
                 f"{self.solve_seconds:.4g} s\n{self.hierarchy.summary()}\n{self.table()}")
 
@@ -222,13 +223,14 @@ class MGRIT:
                 phases[self.name] += time.perf_counter() - self.t
 
         blocks = self._blocks(u0, u_init)
+        self._u0 = u0
         n_c = max(self.hierarchy.levels[0].N // (self.hierarchy.levels[0].cf or 1), 1)
         self._scale = max(float(u0.abs().max()), 1e-300) * math.sqrt(n_c)
         if self.nested:
             self._nested_iteration(blocks, _Clock)
         setup = time.perf_counter() - t_start
 
-        residuals, seconds, converged = [], [], False
+        residuals, seconds, converged, message = [], [], False, None
         bar = None
         if progress and self.partition.rank == 0:
             from tqdm.auto import tqdm
@@ -256,7 +258,10 @@ class MGRIT:
             if res <= max(self.tol, self.rtol * residuals[0]):
                 converged = True
                 break
-            self._check_divergence(residuals, blocks)
+            stop = self._check_divergence(residuals, blocks)
+            if stop:
+                message = stop
+                break
         if bar is not None:
             bar.close()
 
@@ -267,14 +272,21 @@ class MGRIT:
             if fine.level.direction < 0:
                 u_full = u_full.flip(0)
         work = [dict(level=b.level.index, **b.counter) for b in blocks]
+        if message is None:
+            message = "converged" if converged else f"max_iter={self.max_iter} reached"
         return MGRITResult(u_full, residuals, converged, len(residuals), setup, seconds,
-                           dict(phases), work, self.hierarchy, fine.u, (fine.lo, fine.hi))
+                           dict(phases), work, self.hierarchy, fine.u, (fine.lo, fine.hi),
+                           message)
 
     # -- the divergence guard ------------------------------------------------------------
-    def _check_divergence(self, residuals: list[float], blocks) -> None:
+    def _check_divergence(self, residuals: list[float], blocks) -> str | None:
         """Raise on growth past ``divergence_factor`` or NaN/inf; and on stagnation (five
         iterations with ρ > 0.98) when a coarse level is unstable, since round-off amplified
-        by an unstable coarse propagator stalls the residual above the tolerance."""
+        by an unstable coarse propagator stalls the residual above the tolerance. Returns a
+        reason to stop quietly ("stalled at round-off") or None to go on.
+
+        Every process takes the same decisions: they depend on global residuals and on the
+        start state u0, which every process has."""
         res = residuals[-1]
         smallest = min(residuals)
         if res > self.divergence_factor**2 * self._scale:  # blown up from the first iteration
@@ -289,11 +301,22 @@ class MGRIT:
                 f"(smallest so far {smallest:.3e}).\n" + self._diagnose(blocks)[1])
         last = residuals[-6:]
         if len(last) == 6 and all(b > 0.98 * a for a, b in zip(last, last[1:])):
+            if res <= self._roundoff_floor(blocks):
+                return "stalled at round-off"
             unstable, message = self._diagnose(blocks)
             if unstable:
                 raise MGRITDivergenceError(
                     f"MGRIT stagnated at residual {res:.3e} (tol {self.tol:.1e}) after "
                     f"iteration {len(residuals)}.\n" + message)
+        return None
+
+    def _roundoff_floor(self, blocks) -> float:
+        """1000 ε ‖u_C‖: below this the residual is round-off, whatever the tolerance says."""
+        b = blocks[0]
+        uc = b.u[:: b.cf]
+        sq = uc.reshape(uc.shape[0], -1).abs().pow(2).sum(dim=1)
+        eps = torch.finfo(uc.real.dtype if uc.is_complex() else uc.dtype).eps
+        return 1e3 * eps * self.partition.norm(sq)
 
     def _diagnose(self, blocks) -> tuple[bool, str]:
         """Name the level whose propagator amplifies perturbations the most per unit time.
@@ -304,8 +327,7 @@ class MGRIT:
         gen = torch.Generator().manual_seed(0)
         for b in blocks:
             lv = b.level
-            x = b.u[:1].clone()
-            x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+            x = self._u0.unsqueeze(0).clone()  # the same on every process
             start = torch.as_tensor([lv.to_physical(0)], device=x.device)
             d = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x)
             amp = 0.0
@@ -339,9 +361,10 @@ class MGRIT:
                     "an implicit scheme there. ")
         else:
             head = "No coarse level is clearly unstable. "
-        return unstable, (head + "Use an implicit (backward Euler) or IMEX step on the coarse "
-                          "levels (coarse_propagator=...), a smaller cf, or fewer levels.\n"
-                          + "\n".join(lines))
+        hint = getattr(self.hierarchy.propagators[0], "instability_hint", None) or (
+            "Use an implicit (backward Euler) or IMEX step on the coarse levels "
+            "(coarse_propagator=...), a smaller cf, or fewer levels.")
+        return unstable, head + hint + "\n" + "\n".join(lines)
 
 
 def solve(propagator, u0, t, **options) -> MGRITResult:

@@ -1,8 +1,8 @@
 """A critical-path model of MGRIT's parallel speedup.
 
 Count the propagator applications that lie on the critical path of one cycle when level l's
-N_l steps are split over P processes in blocks of whole C-intervals (each process owns
-n_l = max(1, ⌈N_l / (cf_l P)⌉) intervals and works on them one after another), as in the
+N_l steps are split over P processes in blocks of whole C-intervals (the largest block holds
+n_l = ⌈N_{L-1}/P⌉·cf_{l+1}···cf_{L-2} intervals, worked on one after another), as in the
 work model of the seed paper ("Parallelizing over artificial neural network training runs
 with multigrid", §3.4.4) and Falgout et al. (2014), §4:
 
@@ -39,15 +39,20 @@ def level_costs(hierarchy: Hierarchy) -> list[LevelCost]:
     return [LevelCost(lv.N, lv.cf, relax_sweeps(lv.relax)) for lv in hierarchy.levels]
 
 
-def _intervals(c: LevelCost, ranks: int) -> int:
-    return max(1, math.ceil(c.steps / (c.cf * ranks)))
+def _intervals(costs: list[LevelCost], lvl: int, ranks: int) -> int:
+    """C-intervals of level ``lvl`` in the largest block, split as :func:`block_bounds` does:
+    ⌈U/P⌉ coarsest intervals, each holding cf_{l+1}···cf_{L-2} intervals of level l."""
+    if ranks == 1:
+        return math.ceil(costs[lvl].steps / costs[lvl].cf)
+    units = math.ceil(costs[-1].steps / ranks)
+    return units * math.prod(c.cf for c in costs[lvl + 1 : -1])
 
 
 def _cycle(costs: list[LevelCost], lvl: int, ranks: int, kind: str, first_f: bool) -> float:
     c = costs[lvl]
     if c.cf is None:
         return float(c.steps)
-    n = _intervals(c, ranks)
+    n = _intervals(costs, lvl, ranks)
     f_sweep, c_sweep = (c.cf - 1) * n, n
     cost = f_sweep if first_f else 0
     cost += max(c.sweeps, 0) * (c_sweep + f_sweep) + (c_sweep if c.sweeps < 0 else 0)
@@ -69,10 +74,13 @@ def critical_path(hierarchy: Hierarchy | list[LevelCost], ranks: int = 1, cycle:
     costs = level_costs(hierarchy) if isinstance(hierarchy, Hierarchy) else hierarchy
     if ranks < 1:
         raise ValueError(f"ranks must be >= 1, got {ranks}")
+    if ranks > costs[-1].steps:
+        raise ValueError(f"{ranks} ranks do not fit: the coarsest level has {costs[-1].steps} "
+                         f"interval(s), at most one rank per coarsest interval")
     cycle = cycle.upper()
     if len(costs) == 1:
         return float(costs[0].steps)
-    residual = _intervals(costs[0], ranks)
+    residual = _intervals(costs, 0, ranks)
     return _cycle(costs, 0, ranks, cycle, first_iteration) + residual
 
 
