@@ -270,7 +270,7 @@ def test_stagnation_at_round_off_stops_quietly():
     prob = Dahlquist(-20.0, scheme="forward_euler")
     m = MGRIT(prob, uniform_grid(0, 4, 513), max_levels=4, cf=4, tol=1e-30)
     blocks = m._blocks(prob.u0, None)
-    m._u0 = prob.u0
+    m._u0, m._scale = prob.u0, 1.0
     blocks[0].u[:] = 1.0
     assert m._check_divergence([1e-14] * 6, blocks) == "stalled at round-off"
     with pytest.raises(MGRITDivergenceError, match="stagnated"):
