@@ -12,13 +12,14 @@ an engine cluster is stopped on errors, on ``with``-block exit and when the kern
 from __future__ import annotations
 
 import atexit
+import contextlib
+import io
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 import warnings
 from pathlib import Path
@@ -175,9 +176,10 @@ class MPIEngines:
         old = os.environ.get(RUN_ID_ENV)
         os.environ[RUN_ID_ENV] = self.run_id  # inherited by controller, mpiexec and engines
         try:
-            self.cluster.start_cluster_sync(n=n)
-            self.client = self.cluster.connect_client_sync()
-            self.client.wait_for_engines(n, timeout=timeout)
+            with _quiet():
+                self.cluster.start_cluster_sync(n=n)
+                self.client = self.cluster.connect_client_sync()
+                self.client.wait_for_engines(n, timeout=timeout, interactive=False)
         except BaseException as err:
             self.stop()
             if isinstance(err, (KeyboardInterrupt, SystemExit)):
@@ -199,7 +201,7 @@ class MPIEngines:
         """
         timeout = self.timeout if timeout is None else timeout
         view = self.client[:]
-        ar = view.apply_async(f, *args, **kwargs)
+        ar = view.apply_async(_with_rank, f, *args, **kwargs)
         try:
             results = ar.get(timeout=timeout)
         except Exception as err:
@@ -210,8 +212,7 @@ class MPIEngines:
                 raise MPITimeout(f"{getattr(f, '__name__', f)} did not finish on the engines "
                                  f"in {timeout:g} s; the engines were stopped") from None
             raise
-        ranks = self.client[:].apply_sync(_world_rank) if len(results) > 1 else [0]
-        return [r for _, r in sorted(zip(ranks, results), key=lambda p: p[0])]
+        return [r for _, r in sorted(results, key=lambda p: p[0])]
 
     def stop(self) -> None:
         """Close the client, stop engines and controller; kill anything left by its tag."""
@@ -220,16 +221,22 @@ class MPIEngines:
         self._stopped = True
         try:
             if self.client is not None:
+                # ask the engines to exit first: mpiexec then ends by itself, and stopping
+                # the cluster needs no TERM/KILL round (quiet and a few seconds faster)
+                with contextlib.suppress(Exception):
+                    self.client.shutdown(targets="all", hub=False, block=True)
                 self.client.close()
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet():
                 warnings.simplefilter("ignore")
-                self.cluster.stop_cluster_sync()
+                # engines first, then the controller: stopping both at once (stop_cluster)
+                # leaves the engines waiting for the controller and takes seconds longer
+                self.cluster.stop_engines_sync()
+                self.cluster.stop_controller_sync()
         except Exception:  # noqa: BLE001
             pass
-        time.sleep(0.2)
         kill_tagged(self.run_id)
         try:
             atexit.unregister(self.stop)
@@ -279,6 +286,21 @@ def start_engines(n: int = 2, *, timeout: float = 60.0, fallback: bool = True, *
         return SerialEngines(str(err))
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Keep ipyparallel's start/stop chatter (logs, engine output on stop) out of notebooks."""
+    loggers = [logging.getLogger(n) for n in ("ipyparallel", "ipyparallel.cluster")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _require_mpi4py() -> None:
     try:
         import mpi4py  # noqa: F401
@@ -287,10 +309,11 @@ def _require_mpi4py() -> None:
 
 
 # -- functions that run on the engines (importable there) ------------------------------------
-def _world_rank() -> int:
+def _with_rank(f, *args, **kwargs):
+    """(MPI rank, f(*args, **kwargs)): results come back in rank order, in one call."""
     from mpi4py import MPI
 
-    return MPI.COMM_WORLD.Get_rank()
+    return MPI.COMM_WORLD.Get_rank(), f(*args, **kwargs)
 
 
 def mpi_hello() -> dict:

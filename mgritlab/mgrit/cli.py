@@ -119,6 +119,8 @@ def run(args) -> int:
         part.barrier()
     wall = time.perf_counter()
     res = solver.solve(prob.u0, gather=args.compare)
+    if part is not None:
+        part.barrier()
     wall = time.perf_counter() - wall
     if rank != 0:
         return 0
