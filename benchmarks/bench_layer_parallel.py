@@ -27,19 +27,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mgritlab.mgrit.tasks import world
 from mgritlab.nn import ODENet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "layer_parallel.json"
 QUICK_RESULTS = RESULTS.with_name("layer_parallel_quick.json")
-
-
-def world():
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        return None, 0, 1
-    comm = MPI.COMM_WORLD
-    return comm, comm.Get_rank(), comm.Get_size()
 
 
 def time_pass(model, params, x, y, comm, repeat):
