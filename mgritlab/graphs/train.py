@@ -82,7 +82,7 @@ def preset(dataset: str = "Cora", layers: int = 64, model: str = "pdegcn") -> Tr
         cfg = TrainConfig(dataset=dataset, layers=layers, h=2.0, dropout=0.6, lr=0.07,
                           weight_decay=5e-4, lr_K=5e-5, epochs=200)
     else:
-        cfg = TrainConfig(dataset=dataset, layers=layers, h=0.8 * 64 / layers)
+        cfg = TrainConfig(dataset=dataset, layers=layers, h=0.8 * 64 / layers, epochs=150)
     if dataset == "CiteSeer":
         cfg = replace(cfg, **_CITESEER)
     return cfg
@@ -212,7 +212,8 @@ def train(
     """Train one model (one seed); returns the result dict (also written as JSON to out_dir).
 
     ``graph`` = (data, ops) from :func:`load_graph` to share one load between runs;
-    ``resume`` continues from ``out_dir``'s checkpoint (or returns a finished result);
+    ``resume`` continues from ``out_dir``'s checkpoint (or returns a finished result; with a
+    larger ``cfg.epochs`` a finished run is extended from its final checkpoint);
     ``stop_after`` stops after that many epochs in total, as a kill would: epochs after the
     last periodic checkpoint are redone on resume (tests). Ctrl-C or SIGTERM finishes the
     current epoch, checkpoints and raises KeyboardInterrupt.
@@ -237,8 +238,7 @@ def train(
     best = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf, "test_acc": float("nan")}
     start = 0
 
-    if resume and json_path is not None and json_path.exists() and not (
-            ckpt_path and ckpt_path.exists()):
+    if resume and json_path is not None and json_path.exists():
         done = json.loads(json_path.read_text())
         if done.get("finished") and done.get("config") == _jsonable(asdict(cfg)):
             return done
@@ -284,9 +284,8 @@ def train(
         "torch_threads": torch.get_num_threads(), "curves": hist,
     }
     if json_path is not None:
+        # the checkpoint is kept: a finished run can be extended with more --epochs
         json_path.write_text(json.dumps(result))
-        if result["finished"] and ckpt_path.exists():
-            ckpt_path.unlink()  # the JSON holds everything a finished run reports
     if stop:
         raise KeyboardInterrupt(f"stopped after epoch {done} (partial result written); "
                                 "rerun with --resume to continue")
