@@ -106,7 +106,9 @@ def format_table(records: list[dict]) -> str:
 
 
 def plot_curves(records: list[dict], metric: str = "val_acc", axes=None):
-    """One panel per depth (fixed L·h), one curve (mean over seeds) per IMEX configuration."""
+    """One panel per depth (fixed L·h), one curve (mean over seeds) per IMEX configuration.
+
+    ``axes``: a sequence of Axes (one per depth) or one Axes for records of a single depth."""
     import matplotlib.pyplot as plt
 
     depths = sorted({(r["layers"], r["h"]) for r in records}, reverse=True)
@@ -114,6 +116,8 @@ def plot_curves(records: list[dict], metric: str = "val_acc", axes=None):
         fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4),
                                  sharey=True, squeeze=False)
         axes = axes[0]
+    elif hasattr(axes, "plot"):  # one Axes: all depths drawn into it
+        axes = [axes] * len(depths)
     for ax, (L, h) in zip(axes, depths):
         curves: dict[str, list] = {}
         for r in records:
