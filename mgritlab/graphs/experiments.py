@@ -1,9 +1,13 @@
 """Stability of PDE-GCN-D under IMEX terms (thesis §5.1, figs. 5.1–5.5).
 
 The final time T = L·h is kept fixed while the depth shrinks: (L, h) = (64, h₆₄), (16, 4h₆₄),
-(4, 16h₆₄). On CORA λ_max(GᵀG) = 1, so the explicit layer (α = 0) is stable only for h < 2;
-the IMEX factor M = (I + hA)^{-1} (eqs. 4.17–4.23) damps the large steps. :func:`stability_sweep`
-trains every (depth, IMEX variant, α, seed) and returns tidy records (one dict per run);
+(4, 16h₆₄). On CORA λ_max(GᵀG) = 1. Every edge is stored in both directions, so with σ = ReLU
+the two directions of an edge add up to K_lᵀK_l (Gf)_ij (ReLU(a) − ReLU(−a) = a): without
+dropout the layer is exactly linear, f' = −½ GᵀG f K_lᵀK_l, and the explicit layer (α = 0) is
+stable for h < 4/κ_max (κ the eigenvalues of K_lᵀK_l, ≈ 1 at initialisation); dropout on Gf
+breaks the pairing during training (worst case h < 1.6/κ_max). The IMEX factor
+M = (I + hA)^{-1} (eqs. 4.17–4.23) damps the large steps. :func:`stability_sweep` trains
+every (depth, IMEX variant, α, seed) and returns tidy records (one dict per run);
 :func:`plot_curves` draws the validation/test accuracy curves per configuration.
 """
 from __future__ import annotations

@@ -9,7 +9,9 @@ Eliasof, Haber, Treister 2021, eq. 2)
 with degrees d̃ counted with self-loops (the GCN normalisation). A self-loop has zero gradient,
 so it is left out of G (it only counts in d̃). The divergence is Gᵀ (n × m) and GᵀG (n × n) is a
 symmetric positive semi-definite graph Laplacian; on CORA its largest eigenvalue is 1.0, so
-forward Euler on the linearised layer f' = −GᵀG f is stable for h < 2 / λ_max = 2.
+forward Euler on f' = −GᵀG f is stable for h < 2 / λ_max = 2. (The PDE-GCN-D layer with both
+edge directions and ReLU is f' = −½ GᵀG f KᵀK without dropout: h < 4/λ_max for K = I; see
+:mod:`mgritlab.graphs.experiments`.)
 
 The matrices are torch sparse CSR and are applied by SpMM to node features of shape (n, C):
 all channels (and, in PDE-GCN-D, all layers of a batch) in one product. :class:`GatherScatter`
@@ -225,7 +227,8 @@ def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int | None = None,
 
 def largest_eigenvalue(ops: GraphOperators, *, iters: int = 500, tol: float = 1e-10,
                        seed: int = 0) -> float:
-    """λ_max(GᵀG) by Lanczos (scipy ``eigsh``); forward Euler is stable for h < 2 / λ_max."""
+    """λ_max(GᵀG) by Lanczos (scipy ``eigsh``); forward Euler on f' = −GᵀG f is stable for
+    h < 2 / λ_max."""
     import numpy as np
     import scipy.sparse as sp
     from scipy.sparse.linalg import eigsh
