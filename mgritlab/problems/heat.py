@@ -18,6 +18,20 @@ def laplacian_1d(n: int, dx: float) -> sp.csr_matrix:
     return sp.diags([off, main, off], [-1, 0, 1], format="csr") / dx**2
 
 
+def interval_grid(a: float, nx: int, x0: float, x1: float, t0: float, tf: float
+                  ) -> torch.Tensor:
+    """Check a 1-D diffusion set-up (a > 0, nx >= 3, x0 < x1, t0 < tf); linspace(x0, x1, nx)."""
+    if not (a > 0 and math.isfinite(a)):
+        raise ValueError(f"the diffusion coefficient a must be positive, got a={a}")
+    if int(nx) != nx or nx < 3:
+        raise ValueError(f"nx must be an integer >= 3 (nx-2 interior points), got {nx}")
+    if not x1 > x0:
+        raise ValueError(f"need x0 < x1, got x0={x0}, x1={x1}")
+    if not tf > t0:
+        raise ValueError(f"need t0 < tf, got t0={t0}, tf={tf}")
+    return torch.linspace(x0, x1, int(nx), dtype=torch.float64)
+
+
 class Heat1D(Problem):
     """u_t = a u_xx + b(x, t) on (x0, x1), u = 0 at both ends (thesis §5.1's test problem).
 
@@ -35,17 +49,9 @@ class Heat1D(Problem):
     def __init__(self, a: float = 1.0, x0: float = 0.0, x1: float = 1.0, nx: int = 1001,
                  t0: float = 0.0, tf: float = 2.0, scheme: str = "backward_euler", *,
                  u0=None, forcing=_DEFAULT, dtype: torch.dtype = torch.float64):
-        if not (a > 0 and math.isfinite(a)):
-            raise ValueError(f"the diffusion coefficient a must be positive, got a={a}")
-        if int(nx) != nx or nx < 3:
-            raise ValueError(f"nx must be an integer >= 3 (nx-2 interior points), got {nx}")
-        if not x1 > x0:
-            raise ValueError(f"need x0 < x1, got x0={x0}, x1={x1}")
-        if not tf > t0:
-            raise ValueError(f"need t0 < tf, got t0={t0}, tf={tf}")
+        xs = interval_grid(a, nx, x0, x1, t0, tf)
         self.a, self.nx = float(a), int(nx)
         self.t0, self.tf = float(t0), float(tf)
-        xs = torch.linspace(x0, x1, self.nx, dtype=torch.float64)
         self.x_full = xs
         self.x = xs[1:-1].to(dtype)
         self.dx = float(xs[1] - xs[0])

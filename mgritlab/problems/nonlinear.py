@@ -54,19 +54,11 @@ class ReactionDiffusion1D(Problem):
                  newton_maxiter: int = 50, dtype: torch.dtype = torch.float64):
         import math
 
-        from .heat import laplacian_1d
+        from .heat import interval_grid, laplacian_1d
 
-        if not (a > 0 and math.isfinite(a)):
-            raise ValueError(f"the diffusion coefficient a must be positive, got a={a}")
-        if int(nx) != nx or nx < 3:
-            raise ValueError(f"nx must be an integer >= 3 (nx-2 interior points), got {nx}")
-        if not x1 > x0:
-            raise ValueError(f"need x0 < x1, got x0={x0}, x1={x1}")
-        if not tf > t0:
-            raise ValueError(f"need t0 < tf, got t0={t0}, tf={tf}")
+        xs = interval_grid(a, nx, x0, x1, t0, tf)
         self.a, self.r, self.nx = float(a), float(r), int(nx)
         self.t0, self.tf = float(t0), float(tf)
-        xs = torch.linspace(x0, x1, self.nx, dtype=torch.float64)
         self.x = xs[1:-1].to(dtype)
         self.dx = float(xs[1] - xs[0])
         self.L = laplacian_1d(self.nx - 2, self.dx) * self.a
