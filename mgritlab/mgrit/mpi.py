@@ -74,8 +74,5 @@ class MPIPartition:
         parts = self.comm.allgather(sq.double().cpu().tolist())
         return math.sqrt(math.fsum(x for p in parts for x in p))
 
-    def bcast_flag(self, flag: bool) -> bool:
-        return bool(self.comm.bcast(flag, root=0))
-
     def barrier(self) -> None:
         self.comm.Barrier()

@@ -65,8 +65,5 @@ class SerialPartition:
         """
         return math.sqrt(math.fsum(sq.double().cpu().tolist()))
 
-    def bcast_flag(self, flag: bool) -> bool:
-        return flag
-
     def barrier(self) -> None:
         pass
