@@ -65,6 +65,20 @@ def f_relax(b: LevelBlock) -> None:
         u[k::cf] = new
 
 
+def with_ghost(b: LevelBlock, prev: torch.Tensor, prev_phys: torch.Tensor,
+               ghost: torch.Tensor | None):
+    """Put the left neighbour's point (global index lo-1) in front of a batch of predecessors.
+
+    Where the block starts at index 0 there is no neighbour and the batch is returned as is.
+    """
+    if b.lo == 0:
+        return prev, prev_phys
+    if ghost is None:
+        raise RuntimeError("a step across a block boundary needs the neighbour's point")
+    ghost_phys = b.phys.new_tensor([b.level.to_physical(b.lo - 1)])
+    return torch.cat([ghost.unsqueeze(0), prev]), torch.cat([ghost_phys, prev_phys])
+
+
 def c_point_update(b: LevelBlock, ghost: torch.Tensor | None):
     """Φ(u_{c-1}) + g_c at this block's C-points c (the global C-point 0 excluded).
 
@@ -77,14 +91,9 @@ def c_point_update(b: LevelBlock, ghost: torch.Tensor | None):
     n = u[sl].shape[0]
     if n == 0:
         return sl, u[:0]
-    prev, prev_phys = u[cf - 1 :: cf], b.phys[cf - 1 :: cf]
-    if b.lo > 0:
-        if ghost is None:
-            raise RuntimeError("C-relaxation at a block boundary needs the neighbour's point")
-        prev = torch.cat([ghost.unsqueeze(0), prev[: n - 1]])
-        prev_phys = torch.cat([b.phys.new_tensor([b.level.to_physical(b.lo - 1)]),
-                               prev_phys[: n - 1]])
-    new = b.step(prev[:n], prev_phys[:n])
+    k = n - (1 if b.lo > 0 else 0)  # predecessors inside the block
+    prev, prev_phys = with_ghost(b, u[cf - 1 :: cf][:k], b.phys[cf - 1 :: cf][:k], ghost)
+    new = b.step(prev, prev_phys)
     if b.g is not None:
         new = new + b.g[sl]
     return sl, new

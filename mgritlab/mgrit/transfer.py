@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .relaxation import LevelBlock, c_residual, f_relax
+from .relaxation import LevelBlock, c_residual, f_relax, with_ghost
 
 
 def restrict_inject(fine: LevelBlock) -> torch.Tensor:
@@ -38,12 +38,7 @@ def fas_restrict(fine: LevelBlock, coarse: LevelBlock, v: torch.Tensor,
 def coarse_phi(b: LevelBlock, v: torch.Tensor, ghost: torch.Tensor | None) -> torch.Tensor:
     """Φ_c(v_{j-1}) at every local point j ≠ 0 of a block (global 0 excluded), one call."""
     n = v.shape[0]
-    if b.lo > 0:
-        prev = torch.cat([ghost.unsqueeze(0), v[: n - 1]])
-        prev_phys = torch.cat([b.phys.new_tensor([b.level.to_physical(b.lo - 1)]),
-                               b.phys[: n - 1]])
-    else:
-        prev, prev_phys = v[: n - 1], b.phys[: n - 1]
+    prev, prev_phys = with_ghost(b, v[: n - 1], b.phys[: n - 1], ghost)
     if prev.shape[0] == 0:
         return v[:0]
     return b.step(prev, prev_phys)
