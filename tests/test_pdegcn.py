@@ -115,6 +115,27 @@ def test_forward_is_log_softmax_and_deterministic_in_eval(ops):
     torch.testing.assert_close(m(x, mask_seed=5), a)
 
 
+def test_dropout_sites_can_be_set_apart(ops):
+    x = torch.rand(ops.num_nodes, 5, dtype=torch.float64)
+    # open_dropout=0 (the authors' code): f_0 = relu(K_o dropout(x)), no mask after the map
+    m = model(ops, dropout=0.5, input_dropout=0.0, open_dropout=0.0).train()
+    m.new_masks(3)
+    torch.testing.assert_close(m.open(x), torch.relu(x @ m.K_open.t()))
+    m = model(ops, dropout=0.5, input_dropout=0.0).train()  # default: the same p everywhere
+    m.new_masks(3)
+    f0 = m.open(x)
+    assert bool((f0 == 0).any()) and not torch.equal(f0, torch.relu(x @ m.K_open.t()))
+    # the open override does not change the masks of the other sites
+    a = model(ops, dropout=0.5).train()
+    b = model(ops, dropout=0.5, open_dropout=0.2).train()
+    a.new_masks(7)
+    b.new_masks(7)
+    f = torch.randn(1, ops.num_nodes, 4, dtype=torch.float64)
+    torch.testing.assert_close(a.layer_step(f, [1]), b.layer_step(f, [1]))
+    torch.testing.assert_close(a.input_masks.mask("input", 0, (3, 5)),
+                               b.input_masks.mask("input", 0, (3, 5)))
+
+
 def test_propagator_uses_fine_index_and_level_step(ops):
     m = model(ops, layers=8, imex="shared", alpha=1.0).eval()
     hier = build_hierarchy(uniform_grid(0.0, 8 * 0.5, 9), m.propagator(), max_levels=2, cf=2)

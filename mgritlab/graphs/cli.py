@@ -24,8 +24,8 @@ def _child_subparsers(subparsers, name: str, help: str):
     raise RuntimeError(f"command {name!r} exists without sub-commands; cannot add to it")
 
 
-_TUNABLE = ("channels", "h", "dropout", "input_dropout", "lr", "weight_decay", "lr_K",
-            "weight_decay_K", "epochs", "cg_tol", "checkpoint_every", "hidden")
+_TUNABLE = ("channels", "h", "dropout", "input_dropout", "open_dropout", "lr", "weight_decay",
+            "lr_K", "weight_decay_K", "epochs", "cg_tol", "checkpoint_every", "hidden")
 
 
 def register(subparsers) -> None:
@@ -43,7 +43,7 @@ def register(subparsers) -> None:
             p.add_argument("--learn-alpha", action="store_true")
         for name in _TUNABLE:
             if model == "gcn" and name in ("channels", "h", "lr_K", "weight_decay_K", "cg_tol",
-                                           "input_dropout"):
+                                           "input_dropout", "open_dropout"):
                 continue
             typ = int if name in ("channels", "epochs", "checkpoint_every", "hidden") else float
             p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None)

@@ -154,8 +154,9 @@ class PDEGCN(nn.Module):
 
     ``alpha`` is α for 'shared'/'channel' and k² for 'diffusion'; ``learn_alpha`` makes it a
     parameter (one per layer, or per layer and channel for 'channel'). ``h`` is the step size,
-    ``dropout`` the probability used at every dropout site (``input_dropout`` overrides the
-    first one).
+    ``dropout`` the probability used at every dropout site; ``input_dropout`` and
+    ``open_dropout`` override it on the input features and after the opening map (the
+    authors' code uses none there: ``open_dropout=0``).
     """
 
     def __init__(
@@ -169,6 +170,7 @@ class PDEGCN(nn.Module):
         h: float = 2.0,
         dropout: float = 0.6,
         input_dropout: float | None = None,
+        open_dropout: float | None = None,
         imex: str = "none",
         alpha: float = 0.0,
         learn_alpha: bool = False,
@@ -187,6 +189,8 @@ class PDEGCN(nn.Module):
         self.imex, self.cg_tol, self.cg_maxiter = imex, float(cg_tol), int(cg_maxiter)
         self.masks = DropoutMasks(dropout)
         self.input_masks = DropoutMasks(dropout if input_dropout is None else input_dropout)
+        self.open_masks = (self.masks if open_dropout is None or open_dropout == dropout
+                           else DropoutMasks(open_dropout))
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         dtype = ops.dtype
 
@@ -259,7 +263,7 @@ class PDEGCN(nn.Module):
         if self.training:
             x = self.input_masks.apply(x, "input")
         f = torch.relu(x @ self.K_open.t())
-        return self.masks.apply(f, "open") if self.training else f
+        return self.open_masks.apply(f, "open") if self.training else f
 
     def close(self, f: torch.Tensor) -> torch.Tensor:
         """log_softmax(K_c dropout(f_L)): (n, c) -> (n, classes) log-probabilities."""
@@ -273,6 +277,8 @@ class PDEGCN(nn.Module):
             seed = int(torch.randint(0, 2**62, (1,)))
         self.masks.new_step(seed)
         self.input_masks.new_step(seed + 1)
+        if self.open_masks is not self.masks:
+            self.open_masks.new_step(seed + 2)
         return seed
 
     def forward(self, x: torch.Tensor, mask_seed: int | None = None,

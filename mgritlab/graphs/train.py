@@ -40,6 +40,7 @@ class TrainConfig:
     h: float = 0.8
     dropout: float = 0.6
     input_dropout: float | None = None
+    open_dropout: float | None = None
     imex: str = "none"
     alpha: float = 0.0
     learn_alpha: bool = False
@@ -113,7 +114,8 @@ def build_model(cfg: TrainConfig, data, ops):
         raise ValueError(f"unknown model {cfg.model!r}: use 'pdegcn' or 'gcn'")
     return PDEGCN(ops, data.num_features, data.num_classes, channels=cfg.channels,
                   layers=cfg.layers, h=cfg.h, dropout=cfg.dropout,
-                  input_dropout=cfg.input_dropout, imex=cfg.imex, alpha=cfg.alpha,
+                  input_dropout=cfg.input_dropout, open_dropout=cfg.open_dropout,
+                  imex=cfg.imex, alpha=cfg.alpha,
                   learn_alpha=cfg.learn_alpha, cg_tol=cfg.cg_tol, cg_maxiter=cfg.cg_maxiter,
                   init_noise=cfg.init_noise, seed=cfg.seed)
 
