@@ -1,6 +1,7 @@
 """Training PDE-GCN-D on CORA: a short run learns; an interrupted run resumes exactly."""
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,6 +56,25 @@ def test_resume_reproduces_uninterrupted_run(cora, tmp_path):
               stop_after=3)
         train(replace(cfg, lr=0.04), graph=cora, out_dir=tmp_path / "cut2", resume=True,
               progress=False)
+
+
+def test_results_written_before_a_new_option_are_still_recognised(cora, tmp_path):
+    cfg = replace(SMALL, epochs=2, layers=2)
+    first = train(cfg, graph=cora, out_dir=tmp_path, progress=False)
+    path = tmp_path / f"{cfg.name}_seed0.json"
+    old = json.loads(path.read_text())
+    del old["config"]["open_dropout"]  # as written before the option existed
+    path.write_text(json.dumps(old))
+    again = train(cfg, graph=cora, out_dir=tmp_path, progress=False, resume=True)
+    assert again["curves"]["seconds"] == first["curves"]["seconds"]  # not retrained
+    ck_path = tmp_path / f"{cfg.name}_seed0.ckpt.pt"
+    ck = torch.load(ck_path, weights_only=False)
+    del ck["config"]["open_dropout"]
+    torch.save(ck, ck_path)
+    longer = train(replace(cfg, epochs=3), graph=cora, out_dir=tmp_path, progress=False,
+                   resume=True)  # extends the old checkpoint instead of refusing it
+    assert longer["epochs_run"] == 3
+    assert longer["curves"]["val_acc"][:2] == first["curves"]["val_acc"]
 
 
 def test_summary_and_cli(tmp_path, capsys):
@@ -113,3 +133,28 @@ def test_stability_sweep_records_and_plot(cora, tmp_path):
     axes = plot_curves(recs)
     assert len(axes) == 2
     assert (tmp_path / "stability.json").exists()
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "pdegcn"
+
+
+@pytest.mark.parametrize("dataset, model, target", [("Cora", "pdegcn", 0.82),
+                                                    ("CiteSeer", "pdegcn", 0.71),
+                                                    ("Cora", "gcn", None)])
+def test_kept_results_are_those_of_the_cli_defaults(dataset, model, target):
+    """results/pdegcn holds what `python -m mgritlab train <model> --dataset <d>` produces with
+    its defaults (the preset); changing the preset without rerunning fails here."""
+    from mgritlab.graphs.train import _normalized
+
+    cfg = preset(dataset, 64, model)
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{cfg.name}_seed*.json"))]
+    assert [r["config"]["seed"] for r in runs] == [0, 1, 2, 3, 4]
+    for r in runs:
+        assert r["finished"] and r["epochs_run"] == cfg.epochs
+        seeded = replace(cfg, seed=r["config"]["seed"])
+        assert _normalized(r["config"]) == _normalized(asdict(seeded))
+        assert r["test_acc_at_best_val"] == r["curves"]["test_acc"][r["best_epoch"]]
+    s = summarize(runs)
+    assert s == json.loads((RESULTS / f"{cfg.name}_summary.json").read_text())
+    if target is not None:
+        assert s["test_mean"] >= target

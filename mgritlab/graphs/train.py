@@ -31,7 +31,9 @@ import torch.nn.functional as F
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. Defaults: 64-layer PDE-GCN-D on CORA (tuned, see README)."""
+    """Everything a run depends on. The defaults are the reference 64-layer values of public
+    code (h 0.8, dropout 0.6, lr 9e-3, weight decay 2.4e-4, lr_K 2e-5); :func:`preset` holds the
+    tuned settings per dataset and depth."""
 
     dataset: str = "Cora"
     model: str = "pdegcn"  # 'pdegcn' or 'gcn'
@@ -80,16 +82,18 @@ def preset(dataset: str = "Cora", layers: int = 64, model: str = "pdegcn") -> Tr
         return TrainConfig(dataset=dataset, model="gcn", layers=2, lr=0.01, weight_decay=5e-4,
                            dropout=0.5, epochs=200)
     if layers <= 16:
-        cfg = TrainConfig(dataset=dataset, layers=layers, h=2.0, dropout=0.6, lr=0.07,
-                          weight_decay=5e-4, lr_K=5e-5, epochs=200)
-    else:
-        cfg = TrainConfig(dataset=dataset, layers=layers, h=0.8 * 64 / layers, epochs=150)
-    if dataset == "CiteSeer":
-        cfg = replace(cfg, **_CITESEER)
-    return cfg
+        return TrainConfig(dataset=dataset, layers=layers, h=2.0, dropout=0.6, lr=0.07,
+                           weight_decay=5e-4, lr_K=5e-5, epochs=200)
+    deep = TrainConfig(dataset=dataset, layers=layers, h=0.8 * 64 / layers, epochs=150)
+    return replace(deep, **_DEEP_CORA) if dataset == "Cora" else deep
 
 
-_CITESEER: dict = {}
+# Deep CORA (results/pdegcn/README.md, tuning table): the authors' CORA settings — no dropout
+# after the opening map, p = 0.7 at the other sites, lr 0.07 with weight decay 5e-4, lr_K 5e-5 —
+# and 300 epochs. CiteSeer keeps TrainConfig's reference values and 150 epochs (72.1 % over
+# 5 seeds, target 71 %).
+_DEEP_CORA = dict(open_dropout=0.0, dropout=0.7, lr=0.07, weight_decay=5e-4, lr_K=5e-5,
+                  epochs=300)
 
 
 def load_graph(dataset: str, dtype: torch.dtype = torch.float32):
@@ -242,11 +246,11 @@ def train(
 
     if resume and json_path is not None and json_path.exists():
         done = json.loads(json_path.read_text())
-        if done.get("finished") and done.get("config") == _jsonable(asdict(cfg)):
+        if done.get("finished") and _normalized(done.get("config", {})) == _normalized(asdict(cfg)):
             return done
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
-        if _identity(ck["config"]) != _identity(asdict(cfg)):
+        if _identity(_normalized(ck["config"])) != _identity(_normalized(asdict(cfg))):
             raise ValueError(f"checkpoint {ckpt_path} was written for a different configuration; "
                              "delete it or pass the same options as the interrupted run")
         model.load_state_dict(ck["model"])
@@ -297,6 +301,11 @@ def train(
 def _identity(cfg: dict) -> dict:
     """What a checkpoint must agree on: all but the epoch budget (runs may be extended)."""
     return {k: v for k, v in cfg.items() if k not in ("epochs", "checkpoint_every")}
+
+
+def _normalized(cfg: dict) -> dict:
+    """A stored configuration with the defaults of fields added since it was written."""
+    return _jsonable(asdict(TrainConfig.from_dict(cfg)))
 
 
 def _jsonable(d: dict) -> dict:
