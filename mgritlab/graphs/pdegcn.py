@@ -4,7 +4,8 @@ Thesis eq. 4.4 (Eliasof, Haber, Treister, NeurIPS 2021, eq. 9): with f ∈ R^{n�
 features, G the weighted graph gradient (``operators.py``) and K_l ∈ R^{c×c},
 
     x  ← dropout(x)                       (input)
-    f  ← dropout(relu(K_o x))             (opening 1×1 map)
+    f  ← dropout(relu(K_o x))             (opening 1×1 map; ``open_dropout=0``: none, as the
+                                           authors' code and the CORA preset have it)
     f  ← f − h · M_l Gᵀ K_lᵀ σ(K_l dropout(G f)),   l = 0 … L−1,  σ = ReLU
     y  = log_softmax(K_c dropout(f))      (closing 1×1 map)
 
