@@ -136,6 +136,19 @@ def test_dropout_sites_can_be_set_apart(ops):
                                b.input_masks.mask("input", 0, (3, 5)))
 
 
+def test_deepcopy_shares_the_graph_and_copies_the_weights(ops):
+    import copy
+
+    m = model(ops, dropout=0.5)
+    c = copy.deepcopy(m)
+    assert c.ops is m.ops
+    with torch.no_grad():
+        c.K.add_(1.0)
+    assert not torch.equal(c.K, m.K)
+    x = torch.rand(ops.num_nodes, 5, dtype=torch.float64)
+    torch.testing.assert_close(copy.deepcopy(m).eval()(x), m.eval()(x))
+
+
 def test_propagator_uses_fine_index_and_level_step(ops):
     m = model(ops, layers=8, imex="shared", alpha=1.0).eval()
     hier = build_hierarchy(uniform_grid(0.0, 8 * 0.5, 9), m.propagator(), max_levels=2, cf=2)

@@ -31,6 +31,19 @@ def test_gcn_baseline_learns_cora(cora):
     assert r["test_acc_at_best_val"] > 0.70
 
 
+def test_models_can_be_deep_copied(cora):
+    import copy
+
+    from mgritlab.graphs.train import build_model
+
+    data, ops = cora
+    for m in (build_model(preset("Cora", model="gcn"), data, ops),
+              build_model(replace(SMALL, layers=2), data, ops)):
+        c = copy.deepcopy(m).eval()
+        assert all(p is not q for p, q in zip(c.parameters(), m.parameters()))
+        torch.testing.assert_close(c(data.x), m.eval()(data.x))
+
+
 def test_resume_reproduces_uninterrupted_run(cora, tmp_path):
     cfg = replace(SMALL, epochs=8, checkpoint_every=3, seed=3)
     full = train(cfg, graph=cora, out_dir=tmp_path / "full", progress=False)

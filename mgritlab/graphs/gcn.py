@@ -6,6 +6,7 @@ two layers (σ = ReLU, then log-softmax), dropout before each — the baseline o
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -33,6 +34,14 @@ class GCN(nn.Module):
         self.W0, self.W1 = glorot(in_features, hidden), glorot(hidden, num_classes)
         self.b0 = nn.Parameter(torch.zeros(hidden, dtype=dtype))
         self.b1 = nn.Parameter(torch.zeros(num_classes, dtype=dtype))
+
+    def __deepcopy__(self, memo) -> "GCN":
+        # the graph is a constant shared by copies (torch cannot deep-copy a CSR tensor)
+        memo[id(self.A)] = self.A
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.dropout(x, self.dropout, self.training)
