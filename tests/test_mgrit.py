@@ -275,3 +275,24 @@ def test_stagnation_at_round_off_stops_quietly():
     assert m._check_divergence([1e-14] * 6, blocks) == "stalled at round-off"
     with pytest.raises(MGRITDivergenceError, match="stagnated"):
         m._check_divergence([1e-6] * 6, blocks)
+
+
+def test_exact_partials_make_distributed_norms_split_independent():
+    """MPIPartition.norm sends each rank's exact partials instead of every per-point term; the
+    fsum of all partials must be the very float fsum gives over all terms, for any split."""
+    import math
+    import random
+
+    from mgritlab.mgrit.mpi import exact_partials
+
+    rng = random.Random(0)
+    scales = [1.0, 1e-16, 1e16, 1e300, 1e-300, 3.0, 0.1]
+    for _ in range(500):
+        n = rng.randint(0, 80)
+        v = [rng.choice(scales) * rng.random() for _ in range(n)]
+        cuts = sorted(rng.sample(range(n + 1), min(rng.randint(1, 6), n + 1)))
+        chunks = [v[a:b] for a, b in zip([0, *cuts], [*cuts, n])]
+        assert math.fsum(x for c in chunks for x in exact_partials(c)) == math.fsum(v)
+    many = [rng.random() for _ in range(100_000)]
+    assert len(exact_partials(many)) <= 3  # a few floats, not one per point
+    assert exact_partials([1.0, math.inf]) == [1.0, math.inf]  # non-finite: passed through

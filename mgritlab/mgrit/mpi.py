@@ -34,6 +34,28 @@ def _mpi():
     return MPI
 
 
+def exact_partials(values: list[float]) -> list[float]:
+    """Non-overlapping floats whose exact sum is the exact sum of ``values`` (Shewchuk 1997,
+    the partials behind math.fsum); usually a handful, however many values. Non-finite input
+    (or an intermediate overflow) returns the values themselves, so fsum treats them as usual."""
+    partials: list[float] = []
+    for x in values:
+        i = 0
+        for y in partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)  # the rounding error of hi, exactly (two-sum, |x| >= |y|)
+            if lo:
+                partials[i] = lo
+                i += 1
+            x = hi
+        if not math.isfinite(x):
+            return list(values)
+        partials[i:] = [x]
+    return partials
+
+
 class MPIPartition:
     """Time-parallel partition over the ranks of an MPI communicator."""
 
@@ -70,8 +92,10 @@ class MPIPartition:
         return torch.from_numpy(out).to(local.device)
 
     def norm(self, sq: torch.Tensor) -> float:
-        """sqrt(Σ_i ‖r_i‖²) with the per-point terms of every rank, exactly summed."""
-        parts = self.comm.allgather(sq.double().cpu().tolist())
+        """sqrt(Σ_i ‖r_i‖²), exactly summed: each rank reduces its terms to a few exact
+        partials, and math.fsum of every rank's partials is the correctly rounded total — the
+        same float as one process's fsum over all terms, for any split."""
+        parts = self.comm.allgather(exact_partials(sq.double().cpu().tolist()))
         return math.sqrt(math.fsum(x for p in parts for x in p))
 
     def barrier(self) -> None:
