@@ -70,6 +70,24 @@ def test_spmm_equals_gather_scatter_with_gradients():
     torch.autograd.gradcheck(lambda v: ops.div(torch.tanh(ops.grad(v))), (f,))
 
 
+# torch loads its forward-AD decompositions with the deprecated torch.jit.script
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.* is deprecated:DeprecationWarning")
+def test_forward_mode_tangents_through_the_operators():
+    import torch.autograd.forward_ad as fwAD
+
+    ei, n = small_graph()
+    ops = graph_operators(ei, n, dtype=torch.float64)
+    f, v = torch.randn(2, n, 3, dtype=torch.float64).unbind(0)
+
+    def layer(x):
+        return x - 0.5 * ops.div(torch.tanh(ops.grad(x)))
+
+    with fwAD.dual_level():
+        tangent = fwAD.unpack_dual(layer(fwAD.make_dual(f, v))).tangent
+    _, expected = torch.autograd.functional.jvp(layer, f, v)  # by double backward
+    torch.testing.assert_close(tangent, expected)
+
+
 def test_normalized_adjacency():
     ei, n = small_graph()
     A = normalized_adjacency(ei, n, dtype=torch.float64).to_dense()

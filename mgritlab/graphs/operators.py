@@ -63,6 +63,11 @@ class _SpMM(torch.autograd.Function):
     def backward(ctx, grad):
         return None, None, _SpMM.apply(ctx.At, ctx.A, grad)
 
+    @staticmethod
+    def jvp(ctx, dA, dAt, dx):
+        # forward mode (torch.autograd.forward_ad): linear in x, the matrix is a constant
+        return _SpMM.apply(ctx.A, ctx.At, dx)
+
 
 def spmm(A: torch.Tensor, At: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A @ x for a CSR matrix A (``At`` = Aᵀ, used in the backward pass) and dense x (k, C)."""
