@@ -16,7 +16,8 @@ Schemes (all of order 1), looked up by name with :func:`get_stepper`:
 
 L may be a scalar α, a diagonal (tensor of the state's shape), a matrix (dense torch/numpy or
 scipy sparse), or a symmetric positive semi-definite operator given as a callable
-``L(v) -> L v`` on ``(B, *state)`` tensors (solved by batched conjugate gradients).
+``L(v) -> L v`` on ``(B, *state)`` tensors (solved by batched conjugate gradients,
+:func:`mgritlab.linalg.cg_solve`).
 Factorisations of ``I + hL`` are cached per step size: SPD tridiagonal matrices use LAPACK's
 ``dpttrf/dpttrs``, other sparse matrices ``scipy.sparse.linalg.splu``, dense matrices a
 Cholesky or LU factorisation in torch; all B right-hand sides are solved at once.
@@ -31,6 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .linalg import CGError, cg_solve
+
 __all__ = [
     "SemilinearODE", "Stepper", "ForwardEuler", "BackwardEuler", "IMEXEuler", "STEPPERS",
     "get_stepper", "NewtonError", "CGError", "cg_solve", "batched_tridiagonal_solve",
@@ -39,10 +42,6 @@ __all__ = [
 
 class NewtonError(RuntimeError):
     """Newton's method inside an implicit step did not converge."""
-
-
-class CGError(RuntimeError):
-    """Conjugate gradients did not reach the requested tolerance."""
 
 
 _CACHE_SIZE = 32
@@ -194,7 +193,7 @@ class _Operator:
                 device=rhs.device, dtype=self.out_dtype(rhs.dtype))
             return rhs / (1.0 + hb * coef)
         if self.uses_cg:
-            return cg_solve(lambda v: v + _bcast_h(h, v) * self.apply(v), rhs,
+            return cg_solve(lambda v: v + _bcast_h(h, v) * self.apply(v), rhs, x0=rhs,
                             tol=self.cg_tol, maxiter=self.cg_maxiter, check=self._spd_probe)
         if isinstance(h, float):
             return self._direct(rhs, h)
@@ -407,63 +406,6 @@ def _bcast_h(h, like):
 
 
 # --------------------------------------------------------------------------------------------
-# Batched conjugate gradients
-# --------------------------------------------------------------------------------------------
-def cg_solve(A: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *, tol: float = 1e-10,
-             maxiter: int | None = None, x0: torch.Tensor | None = None, check=None):
-    """Solve A x = b for a batch of right-hand sides b (B, *state) by conjugate gradients.
-
-    A must be symmetric positive definite and act row-wise on (B, *state) tensors. Every
-    row stops when ``||r|| <= tol * ||b||``; a :class:`CGError` is raised (saying what to
-    change) if some row has not converged after ``maxiter`` (default 10 n) iterations.
-    """
-    if b.is_complex():
-        raise ValueError("cg_solve supports real tensors only; complex states need a matrix L")
-    if check is not None:
-        check(A, b)
-    B = b.shape[0]
-    n = b[0].numel()
-    maxiter = 10 * n if maxiter is None else int(maxiter)
-
-    def dot(x, y):
-        return (x * y).reshape(B, -1).sum(1)
-
-    def col(v):
-        return v.reshape((B,) + (1,) * (b.dim() - 1))
-
-    x = b.clone() if x0 is None else x0.clone()
-    r = b - A(x)
-    p = r.clone()
-    rr = dot(r, r)
-    bnorm = dot(b, b).sqrt()
-    target = (tol * torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))) ** 2
-    for _ in range(maxiter):
-        active = rr > target
-        if not bool(active.any()):
-            return x
-        Ap = A(p)
-        pAp = dot(p, Ap)
-        if bool((pAp[active] <= 0).any()):
-            raise CGError("CG met a direction with p^T A p <= 0: the operator I + hL is not "
-                          "positive definite — L must be symmetric positive semi-definite")
-        a = torch.where(active, rr / torch.where(pAp > 0, pAp, torch.ones_like(pAp)),
-                        torch.zeros_like(rr))
-        x = x + col(a) * p
-        r = r - col(a) * Ap
-        rr_new = dot(r, r)
-        beta = torch.where(active, rr_new / torch.where(rr > 0, rr, torch.ones_like(rr)),
-                           torch.zeros_like(rr))
-        p = r + col(beta) * p
-        rr = rr_new
-    if bool((rr > target).any()):
-        rel = float((rr.sqrt() / torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))).max())
-        raise CGError(f"CG did not converge in {maxiter} iterations (relative residual "
-                      f"{rel:.3g} > tol {tol:g}): raise cg_maxiter, loosen cg_tol, or use a "
-                      f"smaller step h (I + hL is better conditioned)")
-    return x
-
-
-# --------------------------------------------------------------------------------------------
 # The ODE
 # --------------------------------------------------------------------------------------------
 class SemilinearODE:
@@ -663,7 +605,7 @@ class BackwardEuler(Stepper):
                                                   F.reshape(B, n)).reshape(u.shape)
             elif ode.jac is None and op.kind == "callable":
                 d = ode.dg(t1, v)
-                delta = cg_solve(lambda w, d=d: w + hb * (op.apply(w) - d * w), F,
+                delta = cg_solve(lambda w, d=d: w + hb * (op.apply(w) - d * w), F, x0=F,
                                  tol=min(op.cg_tol, 1e-2 * ode.newton_tol),
                                  maxiter=op.cg_maxiter)
             else:
