@@ -9,14 +9,18 @@ from mgritlab.mgrit import (
     MGRIT,
     LevelBlock,
     MGRITDivergenceError,
+    SerialPartition,
+    block_bounds,
     build_hierarchy,
     c_relax,
     f_relax,
     max_levels_for,
     sequential_solve,
+    sequential_sweep,
     solve,
     uniform_grid,
 )
+from mgritlab.mgrit.partition import Partition
 from mgritlab.mgrit.speedup import costs_for, critical_path, model_speedup
 from mgritlab.problems import CubicDecay, Dahlquist, Heat1D
 
@@ -241,7 +245,6 @@ def test_speedup_model_counts_match_serial_work():
 
 @pytest.mark.parametrize("ranks", [3, 48, 64])
 def test_speedup_model_uses_the_real_block_sizes(ranks):
-    from mgritlab.mgrit import block_bounds
     from mgritlab.mgrit.speedup import _intervals, level_costs
 
     hier = build_hierarchy(uniform_grid(0, 1, 16385), Dahlquist(-1.0), max_levels=5, cf=4)
@@ -296,3 +299,125 @@ def test_exact_partials_make_distributed_norms_split_independent():
     many = [rng.random() for _ in range(100_000)]
     assert len(exact_partials(many)) <= 3  # a few floats, not one per point
     assert exact_partials([1.0, math.inf]) == [1.0, math.inf]  # non-finite: passed through
+
+
+class _Split(Partition):
+    """The block split of ``size`` processes, seen from rank 0 (no exchanges needed)."""
+
+    def __init__(self, size, reverse=False):
+        self.rank, self.size, self.reverse = 0, size, reverse
+
+
+@pytest.mark.parametrize("nt, levels, cf, size", [
+    (129, 3, 2, 3), (113, 3, 4, 2), (113, 3, 4, 3), (123, 3, 2, 7), (257, 4, 2, 5),
+    (99, 3, 4, 4), (65, 1, 2, 5)])
+def test_reversed_block_bounds_mirror_the_forward_ones(nt, levels, cf, size):
+    """Reversed, rank r owns the solver units [U - u_hi, U - u_lo) of its forward units
+    [u_lo, u_hi): physically (u_lo·unit, u_hi·unit], right after its forward block."""
+    hier = build_hierarchy(uniform_grid(0, 1, nt), Dahlquist(-1.0), max_levels=levels, cf=cf)
+    units, unit = hier.levels[-1].N, hier.levels[-1].stride
+    fwd = [block_bounds(hier, r, size) for r in range(size)]
+    rev = [block_bounds(hier, r, size, reverse=True) for r in range(size)]
+    for lvl, lv in enumerate(hier.levels):
+        for r in range(size):
+            u_lo, u_hi = units * r // size, units * (r + 1) // size
+            assert fwd[r][lvl][0] == u_lo * unit // lv.stride
+            assert rev[r][lvl][0] == (units - u_hi) * unit // lv.stride
+            assert rev[r][lvl][0] % (lv.cf or 1) == 0  # a block starts at a C-point
+        # solver order: rank size-1 first, rank 0 last (it holds the last point N)
+        ends = [rev[r][lvl] for r in reversed(range(size))]
+        assert ends[0][0] == 0 and ends[-1][1] == lv.N + 1
+        assert all(a[1] == b[0] for a, b in zip(ends, ends[1:]))
+        if lv.N * lv.stride == units * unit:  # the grid ends at a coarsest point
+            for r in range(size):
+                phys = sorted(lv.N - k for k in range(*rev[r][lvl]))
+                after = [p + 1 for p in range(*fwd[r][lvl]) if p < lv.N]
+                assert phys == [0] * (r == 0) + after
+    for reverse in (False, True):
+        split, bounds = _Split(size, reverse), rev if reverse else fwd
+        for p in range(nt):
+            k = hier.levels[0].to_physical(p)
+            lo, hi = bounds[split.owner_of(hier, p)][0]
+            assert lo <= k < hi
+    with pytest.raises(ValueError, match="physical_index must be in 0..128"):
+        _Split(2).owner_of(build_hierarchy(uniform_grid(0, 1, 129), Dahlquist(-1.0)), 129)
+
+
+def test_serial_partition_reverses_and_its_helpers_are_trivial():
+    hier = build_hierarchy(uniform_grid(0, 1, 33), Dahlquist(-1.0), max_levels=3, cf=2)
+    part = SerialPartition()
+    rev = part.reversed()
+    assert rev.reverse and not rev.reversed().reverse and not part.reverse
+    assert rev.bounds(hier) == part.bounds(hier) == block_bounds(hier, 0, 1, reverse=True)
+    assert rev.left is rev.right is None and rev.solver_order == [0]
+    x = torch.ones(3)
+    assert part.bcast_from_owner(x, 0) is x and part.owner_of(hier, 32) == 0
+    assert part.recv_left(x) is None and part.recv_from_right_first(x[None]) is None
+    with pytest.raises(ValueError, match="owner is rank 0"):
+        part.bcast_from_owner(x, 1)
+
+
+@pytest.mark.parametrize("nt, cf", [(33, 4), (30, 4), (17, 2)])
+def test_sequential_sweep_in_blocks_equals_one_sweep(nt, cf):
+    """The pipelined coarsest solve: blocks swept one after another, each from its left
+    neighbour's last point, give the very floats of one sweep over the whole level."""
+    prob = Heat1D(nx=17)
+    lv = build_hierarchy(uniform_grid(0, 1, nt), prob, max_levels=1).levels[0]
+    u = torch.randn(nt, *prob.state_shape, dtype=torch.float64)
+    g = torch.randn_like(u)
+    whole = LevelBlock(lv, prob, 0, nt, u.clone(), g)
+    sequential_sweep(whole)
+    ghost, pieces = None, []
+    for lo, hi in zip([0, cf, 2 * cf + 1], [cf, 2 * cf + 1, nt]):
+        b = LevelBlock(lv, prob, lo, hi, u[lo:hi].clone(), g[lo:hi])
+        sequential_sweep(b, ghost)
+        ghost = b.u[-1]
+        pieces.append(b.u)
+    assert torch.equal(torch.cat(pieces), whole.u)
+    with pytest.raises(RuntimeError, match="neighbour's point"):
+        sequential_sweep(LevelBlock(lv, prob, 1, nt, u[1:].clone()))
+
+
+class _BackwardDecay:
+    """A contraction stepping from t_i to t_{i-1} (an adjoint-like backward propagator)."""
+
+    def step(self, u, i, level):
+        return u / (1 + 0.7 * level.h(i)[:, None])
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_u_init_local_equals_u_init(direction):
+    """result.u_local (solver order) warm-starts exactly as the gathered result.u does."""
+    if direction > 0:
+        prop = Dahlquist([-1.0, -0.3])
+        u0 = prop.u0
+    else:
+        prop, u0 = _BackwardDecay(), torch.tensor([1.0, -2.0], dtype=torch.float64)
+    t = uniform_grid(0, 2, 65)
+    part = SerialPartition(reverse=direction < 0)
+    opts = dict(max_levels=3, cf=2, direction=direction, partition=part)
+    rough = MGRIT(prop, t, tol=0.0, max_iter=2, **opts).solve(u0)
+    m = MGRIT(prop, t, tol=1e-13, **opts)
+    full = m.solve(u0, u_init=rough.u)
+    local = m.solve(u0, u_init_local=rough.u_local)
+    assert local.residuals == full.residuals and torch.equal(local.u, full.u)
+    assert local.iterations < MGRIT(prop, t, tol=1e-13, **opts).solve(u0).iterations
+    with pytest.raises(ValueError, match="either u_init"):
+        m.solve(u0, u_init=rough.u, u_init_local=rough.u_local)
+    with pytest.raises(ValueError, match=r"u_init_local must have shape \(65, 2\)"):
+        m.solve(u0, u_init_local=rough.u_local[1:])
+
+
+@pytest.mark.parametrize("levels, nested", [(1, False), (3, False), (3, True)])
+def test_gather_false_never_collects_a_level(levels, nested):
+    """gather=False: u is None and no step of the solve (coarsest solve included) gathers."""
+    class NoGather(SerialPartition):
+        def allgather(self, local):
+            raise AssertionError("gathered a level")
+
+    prob, t = Heat1D(nx=17), uniform_grid(0, 1, 65)
+    opts = dict(max_levels=levels, cf=2, tol=1e-12, nested=nested)
+    res = MGRIT(prob, t, partition=NoGather(), **opts).solve(prob.u0, gather=False)
+    ref = MGRIT(prob, t, **opts).solve(prob.u0)
+    assert res.u is None and res.bounds == (0, 65)
+    assert res.residuals == ref.residuals and torch.equal(res.u_local, ref.u)

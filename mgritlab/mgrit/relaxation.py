@@ -115,9 +115,14 @@ def c_residual(b: LevelBlock, ghost: torch.Tensor | None):
     return sl, new - b.u[sl]
 
 
-def sequential_sweep(b: LevelBlock) -> None:
-    """Solve the level exactly: u_i = Φ(u_{i-1}) + g_i for i = 1..N, one point at a time."""
+def sequential_sweep(b: LevelBlock, ghost: torch.Tensor | None = None) -> None:
+    """Solve the block exactly: u_i = Φ(u_{i-1}) + g_i for i = lo..hi-1 (i ≠ 0), one point at
+    a time; ``ghost`` is u at global index lo-1 (the left neighbour's final last point, None
+    when lo = 0). Each point is one call on a batch of one, so blocks swept one after another
+    give the same floats as one sweep over the whole level."""
     u, g = b.u, b.g
-    for k in range(1, u.shape[0]):
-        new = b.step(u[k - 1 : k], b.phys[k - 1 : k])[0]
+    for k in range(0 if b.lo > 0 else 1, u.shape[0]):
+        prev, prev_phys = ((u[k - 1 : k], b.phys[k - 1 : k]) if k > 0
+                           else with_ghost(b, u[:0], b.phys[:0], ghost))
+        new = b.step(prev, prev_phys)[0]
         u[k] = new if g is None else new + g[k]

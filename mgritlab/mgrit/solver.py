@@ -35,8 +35,10 @@ class MGRITDivergenceError(RuntimeError):
 class MGRITResult:
     """What a solve returns: the solution, the residual history and where the time went.
 
-    ``u`` is ``(N+1, *state)`` in physical time order (``None`` when not gathered, see
-    ``u_local`` and ``bounds``); ``residuals[k]`` is the norm after iteration k+1.
+    ``u`` is ``(N+1, *state)`` in physical time order (``None`` when not gathered);
+    ``u_local`` is this process's fine block ``(hi - lo, *state)`` in solver order and
+    ``bounds`` its (lo, hi) — pass ``u_local`` back as ``u_init_local`` to warm-start a solve
+    with the same hierarchy and partition. ``residuals[k]`` is the norm after iteration k+1.
     """
 
     u: torch.Tensor | None
@@ -127,7 +129,8 @@ class MGRIT:
         self._sweeps = [relax_sweeps(lv.relax) for lv in self.hierarchy.levels]
 
     # -- set-up --------------------------------------------------------------------------
-    def _blocks(self, u0: torch.Tensor, u_init: torch.Tensor | None) -> list[LevelBlock]:
+    def _blocks(self, u0: torch.Tensor, u_init: torch.Tensor | None,
+                u_init_local: torch.Tensor | None = None) -> list[LevelBlock]:
         blocks = []
         for lv, prop, (lo, hi) in zip(self.hierarchy.levels, self.hierarchy.propagators,
                                       self.bounds):
@@ -140,6 +143,15 @@ class MGRIT:
                 raise ValueError(f"u_init must have shape {(fine.level.N + 1, *u0.shape)} "
                                  f"(N+1 points x state), got {tuple(u_init.shape)}")
             fine.u.copy_(u_init[fine.phys])
+        if u_init_local is not None:
+            u_init_local = torch.as_tensor(u_init_local, dtype=u0.dtype, device=u0.device)
+            if u_init_local.shape != fine.u.shape:
+                raise ValueError(
+                    f"u_init_local must have shape {tuple(fine.u.shape)} (this process's fine "
+                    f"block [{fine.lo}, {fine.hi}) in solver order x state), got "
+                    f"{tuple(u_init_local.shape)}: pass result.u_local of a solve with the "
+                    f"same hierarchy and partition")
+            fine.u.copy_(u_init_local)
         for b in blocks:
             if b.lo == 0:
                 b.u[0] = u0
@@ -172,13 +184,12 @@ class MGRIT:
             self._cycle(blocks, lvl, "V", False, clock)
 
     def _coarsest_solve(self, b: LevelBlock) -> None:
+        """Sweep the coarsest level sequentially, pipelined over the processes: wait for the
+        left neighbour's final last point, sweep this block, pass its last point on. Every
+        point comes from the same one-state call as in one process: the same floats."""
         part = self.partition
-        g = None if b.g is None else part.allgather(b.g)
-        full = LevelBlock(b.level, b.propagator, 0, b.level.N + 1, part.allgather(b.u), g,
-                          counter=b.counter)
-        sequential_sweep(full)
-        if full.u is not b.u:
-            b.u.copy_(full.u[b.lo : b.hi])
+        sequential_sweep(b, part.recv_left(b.u[0]))
+        part.send_right(b.u[-1])
 
     def _nested_iteration(self, blocks, clock) -> None:
         """Solve on the coarsest grid, inject upwards, one V-cycle per intermediate level."""
@@ -196,11 +207,14 @@ class MGRIT:
         return self.partition.norm(sq)
 
     # -- the solve -----------------------------------------------------------------------
-    def solve(self, u0, u_init=None, *, gather: bool = True, progress: bool = False,
-              callback=None) -> MGRITResult:
+    def solve(self, u0, u_init=None, *, u_init_local=None, gather: bool = True,
+              progress: bool = False, callback=None) -> MGRITResult:
         """Iterate from ``u0`` (the state where the evolution starts) to the tolerance.
 
         ``u_init``: an initial guess ``(N+1, *state)`` in physical order (warm start).
+        ``u_init_local``: instead, only this process's fine block of the guess, in solver
+        order (``result.u_local`` of an earlier solve), so no process needs all N+1 points.
+        ``gather=False``: leave ``result.u`` None; nothing then collects the fine level.
         ``callback(k, u_local)``: called after iteration k with this process's fine block
         (solver order), e.g. to record errors per iteration.
         """
@@ -222,7 +236,10 @@ class MGRIT:
             def __exit__(self, *exc):
                 phases[self.name] += time.perf_counter() - self.t
 
-        blocks = self._blocks(u0, u_init)
+        if u_init is not None and u_init_local is not None:
+            raise ValueError("give either u_init (the whole guess) or u_init_local (this "
+                             "process's block of it), not both")
+        blocks = self._blocks(u0, u_init, u_init_local)
         self._u0 = u0
         n_c = max(self.hierarchy.levels[0].N // (self.hierarchy.levels[0].cf or 1), 1)
         self._scale = max(float(u0.abs().max()), 1e-300) * math.sqrt(n_c)
@@ -369,7 +386,7 @@ class MGRIT:
 
 def solve(propagator, u0, t, **options) -> MGRITResult:
     """One-call MGRIT: ``MGRIT(propagator, t, **options).solve(u0)``."""
-    solve_opts = {k: options.pop(k) for k in ("u_init", "gather", "progress", "callback")
-                  if k in options}
+    solve_opts = {k: options.pop(k) for k in ("u_init", "u_init_local", "gather", "progress",
+                                              "callback") if k in options}
     u_init = solve_opts.pop("u_init", None)
     return MGRIT(propagator, t, **options).solve(u0, u_init, **solve_opts)

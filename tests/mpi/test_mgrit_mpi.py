@@ -17,6 +17,14 @@ def test_distributed_mgrit_is_identical_to_serial(mpirun, n):
     assert f"identical on {n} ranks" in out
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_no_rank_holds_every_point_forward_and_reversed(mpirun, n):
+    """Pipelined coarsest solve, reversed partition for the adjoint, u_init_local warm start
+    and the layer-parallel helpers: bitwise the serial answer (tests/mpi/mgrit_reverse.py)."""
+    out = mpirun(HERE / "mgrit_reverse.py", n, timeout=120)
+    assert f"identical on {n} ranks" in out
+
+
 def test_cli_under_mpiexec_prints_on_rank_zero_only(tmp_path):
     out_json = tmp_path / "heat.json"
     cmd = [sys.executable, "-m", "mgritlab", "heat", "--nt", "129", "--nx", "33", "--levels",
