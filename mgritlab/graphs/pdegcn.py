@@ -1,13 +1,14 @@
 """PDE-GCN-D: the diffusion graph network as forward Euler (or IMEX) steps on a graph.
 
-Thesis eq. 4.4 (Eliasof, Haber, Treister, NeurIPS 2021, eq. 9): with f ∈ R^{n×c} the node
-features, G the weighted graph gradient (``operators.py``) and K_l ∈ R^{c×c},
+Thesis eq. 4.4 (Eliasof, Haber, Treister, NeurIPS 2021, eq. 9) with the IMEX factor of eq.
+4.16: with f ∈ R^{n×c} the node features, G the weighted graph gradient (``operators.py``) and
+K_l ∈ R^{c×c} acting on channels (the thesis writes G f K_l; here features are rows, f K_lᵀ),
 
     x  ← dropout(x)                       (input)
     f  ← dropout(relu(K_o x))             (opening 1×1 map; ``open_dropout=0``: none, as the
                                            authors' code and the CORA preset have it)
-    f  ← f − h · M_l Gᵀ K_lᵀ σ(K_l dropout(G f)),   l = 0 … L−1,  σ = ReLU
-    y  = log_softmax(K_c dropout(f))      (closing 1×1 map)
+    f  ← f − h · M_l r_l(f),   r_l(f) = Gᵀ σ(dropout(G f) K_lᵀ) K_l,   l = 0 … L−1,  σ = ReLU
+    y  = log_softmax(dropout(f) K_cᵀ)     (closing 1×1 map)
 
 M_l is the IMEX factor. Splitting the right-hand side as −(r(f) − Af) − Af and taking the
 stabilising term Af implicitly gives f ← f − h (I + hA)^{-1} r(f), so M = (I + hA)^{-1}:
@@ -17,147 +18,251 @@ stabilising term Af implicitly gives f ← f − h (I + hA)^{-1} r(f), so M = (I
     'channel'    A = diag(α_l) over channels    M = diag(1 / (1 + hα_lc)) (eqs. 4.18–4.19)
     'diffusion'  A = k² GᵀG                     M = (I + hk² GᵀG)^{-1}    (eq. 4.23), by CG
 
-Layers are batched: the K_l are one tensor (L, c, c) and :meth:`PDEGCN.layer_step` advances a
-batch f (B, n, c) through the layers idx (B,) with one SpMM on the (n, B·c) matrix of all their
-channels. :class:`PDEGCNPropagator` wraps it as an MGRIT propagator ``step(u, i, level)``.
+The layers are a :class:`PDEGCNBlock` — a :class:`~mgritlab.nn.blocks.LayerStack`, so the body
+of :class:`PDEGCN` is either the serial stack or :class:`~mgritlab.nn.LayerParallel` (MGRIT in
+depth). On MGRIT's coarse level ℓ a step is h_ℓ = cf^ℓ·h with the weights of the fine layer at
+the coarse point, and the IMEX term may be chosen **per level** (``level_alpha``: e.g. none on
+the fine level and α on the coarse ones, thesis fig. 5.10) — the same block, not a second model.
 
-Dropout masks are frozen per training step: :class:`DropoutMasks` draws one mask per
-(site, layer) from a step seed, once, and reuses it until the next step. Within one
-forward/backward pair — or the many re-evaluations of a layer inside MGRIT — each layer is
-therefore one fixed function f ↦ Φ_l(f). Plain ``model(x)`` in training mode draws the step
-seed from torch's global generator, so ``torch.manual_seed`` makes a run reproducible.
+Dropout masks are frozen per training step (:class:`~mgritlab.nn.frozen.FrozenDropout`: one
+step seed, masks drawn lazily per (site, layer)); within one forward/backward pair — and the
+many re-evaluations of a layer inside MGRIT — each layer is one fixed function f ↦ Φ_l(f).
+Plain ``model(x)`` in training mode draws the step seed from torch's global generator, so
+``torch.manual_seed`` makes a run reproducible.
 """
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..linalg import shifted_solve
+from ..nn.adjoint import StatePropagator
+from ..nn.blocks import LayerStack, SerialODENet
+from ..nn.frozen import FrozenDropout
+from ..nn.layer_parallel import LayerParallel
 from .operators import GraphOperators
 
 IMEX_CHOICES = ("none", "shared", "channel", "diffusion")
-_SITES = {"input": 1, "open": 2, "grad": 3, "close": 4}
+LAYOUTS = ("auto", "loop", "batched")
 
 
-class DropoutMasks:
-    """Seedable inverted-dropout masks, one per (site, layer), fixed for one training step."""
-
-    def __init__(self, p: float):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = float(p)
-        self.seed: int | None = None
-        self._cache: dict[tuple, torch.Tensor] = {}
-
-    def new_step(self, seed: int) -> None:
-        """Start a training step: masks are drawn afresh (lazily) from ``seed``."""
-        self.seed = int(seed)
-        self._cache.clear()
-
-    def clear(self) -> None:
-        self.seed = None
-        self._cache.clear()
-
-    def mask(self, site: str, layer: int, shape: tuple, dtype=torch.float32,
-             device=None) -> torch.Tensor:
-        """Scaled keep-mask (0 or 1/(1−p)) of ``shape`` for (site, layer); fixed until
-        :meth:`new_step`."""
-        if self.seed is None:
-            raise RuntimeError("no dropout step seed: call masks.new_step(seed) before a "
-                               "training-mode layer evaluation (model(x) does it for you)")
-        key = (site, int(layer), tuple(shape), dtype)
-        m = self._cache.get(key)
-        if m is None:
-            # one reproducible PCG64 stream per (step, site, layer); 16-bit uniforms are
-            # ~20x faster to draw than torch.rand on CPU (p is quantised to 2^-16)
-            rng = np.random.default_rng([self.seed, _SITES[site], int(layer)])
-            u = np.frombuffer(rng.bytes(2 * math.prod(shape)), dtype=np.uint16)
-            keep = torch.from_numpy(u >= round(self.p * 65536)).reshape(shape)
-            m = keep.to(device=device, dtype=dtype).mul_(1.0 / (1.0 - self.p))
-            self._cache[key] = m
-        return m
-
-    def apply(self, x: torch.Tensor, site: str, layer: int = 0) -> torch.Tensor:
-        if self.p == 0.0:
-            return x
-        return x * self.mask(site, layer, tuple(x.shape), x.dtype, x.device)
-
-    def apply_layers(self, g: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """g (m, B, c): multiply slice b by the 'grad' mask of layer idx[b]."""
-        if self.p == 0.0:
-            return g
-        shape = (g.shape[0], g.shape[2])
-        ms = [self.mask("grad", int(l), shape, g.dtype, g.device) for l in idx.tolist()]
-        return g * (ms[0][:, None] if len(ms) == 1 else torch.stack(ms, 1))
+def _col(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return h.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def cg_solve(matvec, b: torch.Tensor, *, tol: float = 1e-6, maxiter: int = 200) -> torch.Tensor:
-    """Conjugate gradients for SPD A, all columns of b (k, C) at once, column-wise step sizes.
+class PDEGCNBlock(LayerStack):
+    """The L PDE-GCN-D layers f ↦ f − h M_l^{(ℓ)} r_l(f) (thesis eqs. 4.4, 4.16–4.23).
 
-    Stops when every column has ‖b − Ax‖ ≤ tol ‖b‖ or after ``maxiter`` iterations.
+    Parameters: ``K`` (L, c, c), initialised I + init_noise·N(0, 1); ``alpha`` — α for
+    'shared' (L,), 'channel' (L, c), k² for 'diffusion' (L,) — a parameter if ``learn_alpha``.
+
+    ``level_alpha``: the IMEX term per MGRIT level. None: the layers' α on every level. A list
+    with one entry per level: None (the layers' α, learnable or not), or a number (that α on
+    every layer of the level; 0 means explicit there). E.g. ``[0.0, None, None]`` with
+    ``imex='shared'`` is the explicit network whose coarse levels are IMEX (thesis fig. 5.10).
+    The serial network is level 0.
+
+    ``layout``: how a batch of layers is evaluated — 'loop' (one contiguous layer at a time:
+    fastest on a CPU, and a layer's result never depends on its batch), 'batched' (all layers'
+    channels side by side in one SpMM: pays on a GPU), 'auto' (loop on CPU, batched on CUDA).
     """
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = r.clone()
-    rs = (r * r).sum(0)
-    stop = (tol * tol) * rs
-    for _ in range(maxiter):
-        if bool((rs <= stop).all()):
-            break
-        Ap = matvec(p)
-        pAp = (p * Ap).sum(0)
-        a = torch.where(pAp > 0, rs / pAp.clamp_min(torch.finfo(b.dtype).tiny), 0.0)
-        x = x + a * p
-        r = r - a * Ap
-        rs_new = (r * r).sum(0)
-        beta = torch.where(rs > 0, rs_new / rs.clamp_min(torch.finfo(b.dtype).tiny), 0.0)
-        p = r + beta * p
-        rs = rs_new
-    return x
 
+    def __init__(self, ops: GraphOperators, channels: int, layers: int, h: float, *,
+                 dropout: float = 0.0, imex: str = "none", alpha: float = 0.0,
+                 learn_alpha: bool = False, level_alpha=None, cg_tol: float = 1e-6,
+                 cg_maxiter: int = 200, init_noise: float = 1e-3, layout: str = "auto",
+                 generator: torch.Generator | None = None, dtype=None):
+        if imex not in IMEX_CHOICES:
+            raise ValueError(f"unknown imex={imex!r}: choose one of {', '.join(IMEX_CHOICES)}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout={layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if not (isinstance(layers, int) and layers >= 1 and isinstance(channels, int)
+                and channels >= 1):
+            raise ValueError(f"need layers >= 1 and channels >= 1, got {layers}, {channels}")
+        if not (math.isfinite(h) and h > 0):
+            raise ValueError(f"the step h must be positive, got {h!r}")
+        super().__init__(layers, layers * float(h))
+        self.ops, self.channels, self.step_h = ops, channels, float(h)
+        self.imex, self.dropout, self.layout = imex, float(dropout), layout
+        self.cg_tol, self.cg_maxiter = float(cg_tol), int(cg_maxiter)
+        self.level_alpha = self._check_level_alpha(level_alpha, imex)
+        dtype = dtype or ops.dtype
+        eye = torch.eye(channels, dtype=dtype).expand(layers, channels, channels)
+        noise = torch.randn(layers, channels, channels, generator=generator, dtype=dtype)
+        self.K = nn.Parameter(eye + init_noise * noise)
+        shape = (layers, channels) if imex == "channel" else (layers,)
+        a = torch.full(shape, float(alpha), dtype=dtype)
+        learn = learn_alpha and imex != "none"
+        if learn:
+            self.alpha = nn.Parameter(a)
+        else:
+            self.register_buffer("alpha", a)
+        self.param_names = ("K", "alpha") if learn else ("K",)
+        # an autograd vjp keeps ~5 (m, c) tensors per layer until it is done
+        self.vjp_chunk = 8
 
-class _ShiftedLaplaceSolve(torch.autograd.Function):
-    """y = (I + s GᵀG)^{-1} r column-wise (s: (C,)); backward by one more CG solve (A = Aᵀ)."""
+    @property
+    def h(self) -> float:
+        return self.step_h
 
     @staticmethod
-    def forward(ctx, r, s, L, tol, maxiter):
-        def A(v):
-            return v + s * torch.sparse.mm(L, v)
-        y = cg_solve(A, r, tol=tol, maxiter=maxiter)
-        ctx.save_for_backward(y, s)
-        ctx.L, ctx.tol, ctx.maxiter = L, tol, maxiter
-        return y
+    def _check_level_alpha(level_alpha, imex):
+        if level_alpha is None:
+            return None
+        if isinstance(level_alpha, (int, float)) or not hasattr(level_alpha, "__len__"):
+            raise ValueError(f"level_alpha must be a list with one entry per MGRIT level (None "
+                             f"or a number), got {level_alpha!r}")
+        out = []
+        for a in level_alpha:
+            if a is not None and not (isinstance(a, (int, float)) and math.isfinite(a)
+                                      and a >= 0):
+                raise ValueError(f"level_alpha entries must be None (the layers' α) or a "
+                                 f"number >= 0, got {a!r} in {list(level_alpha)}")
+            out.append(None if a is None else float(a))
+        if imex == "none" and any(a for a in out):
+            raise ValueError("level_alpha sets an IMEX term on some level, but imex='none' says "
+                             "which term none: pass imex='shared', 'channel' or 'diffusion' "
+                             "(with alpha=0 and level_alpha=[0, a, ...] the fine level stays "
+                             "explicit)")
+        return out
 
-    @staticmethod
-    def backward(ctx, gy):
-        y, s = ctx.saved_tensors
-        L = ctx.L
+    def check_levels(self, max_levels: int) -> None:
+        if self.level_alpha is not None and len(self.level_alpha) != max_levels:
+            raise ValueError(f"level_alpha has {len(self.level_alpha)} entries "
+                             f"({self.level_alpha}) but the hierarchy has {max_levels} "
+                             f"level(s): give one entry per level (None = the layers' α)")
 
-        def A(v):
-            return v + s * torch.sparse.mm(L, v)
-        lam = cg_solve(A, gy, tol=ctx.tol, maxiter=ctx.maxiter)
-        gs = -(lam * torch.sparse.mm(L, y)).sum(0) if ctx.needs_input_grad[1] else None
-        return lam, gs, None, None, None
+    # -- the layer function --------------------------------------------------------------
+    def _layout(self, device) -> str:
+        if self.layout != "auto":
+            return self.layout
+        return "batched" if torch.device(device).type == "cuda" else "loop"
 
+    def residual(self, f: torch.Tensor, k: torch.Tensor, K: torch.Tensor,
+                 frozen=None) -> torch.Tensor:
+        """r = Gᵀ σ(dropout(G f) K_lᵀ) K_l for a batch f (B, n, c) of layers k (B,)."""
+        if self._layout(f.device) == "loop" or f.shape[0] == 1:
+            return torch.stack([self._residual1(f[b], int(k[b]), K[b], frozen)
+                                for b in range(f.shape[0])])
+        B, n, c = f.shape
+        g = self.ops.grad(f.transpose(0, 1).reshape(n, B * c)).view(-1, B, c)
+        if frozen is not None:
+            g = torch.stack([frozen.apply(g[:, b], "grad", int(k[b])) for b in range(B)], 1)
+        z = torch.relu(torch.bmm(g.transpose(0, 1), K.transpose(1, 2)))  # (B, m, c)
+        # Gᵀ (z K_l) = (Gᵀ z) K_l: multiply on the n nodes, not the m edges
+        r = self.ops.div(z.transpose(0, 1).reshape(-1, B * c)).view(n, B, c)
+        return torch.bmm(r.transpose(0, 1), K)
 
-def diffusion_solve(ops: GraphOperators, r: torch.Tensor, s: torch.Tensor, *,
-                    tol: float = 1e-6, maxiter: int = 200) -> torch.Tensor:
-    """(I + s_j GᵀG)^{-1} applied to each column j of r (n, C), by batched CG (eq. 4.23)."""
-    s = torch.as_tensor(s, dtype=r.dtype, device=r.device).expand(r.shape[1])
-    return _ShiftedLaplaceSolve.apply(r, s, ops.GtG, tol, maxiter)
+    def _residual1(self, f, k: int, K, frozen, ops: GraphOperators | None = None):
+        ops = self.ops if ops is None else ops
+        g = ops.grad(f)
+        if frozen is not None:
+            g = frozen.apply(g, "grad", k)
+        return ops.div(torch.relu(g @ K.t())) @ K
+
+    def alpha_at(self, k: torch.Tensor, theta: dict, level: int):
+        """α of the layers k on ``level`` (None where the level is explicit)."""
+        if self.imex == "none":
+            return None
+        a = None if self.level_alpha is None else self.level_alpha[level]
+        if a is not None:
+            return None if a == 0 else torch.full((k.numel(),) + self.alpha.shape[1:], a,
+                                                   dtype=self.alpha.dtype, device=k.device)
+        return theta["alpha"] if "alpha" in theta else self.alpha[k]
+
+    def imex_factor(self, r: torch.Tensor, a, h: torch.Tensor) -> torch.Tensor:
+        """M r with M = (I + hA)^{-1} of the chosen IMEX variant; r (B, n, c), h (B,)."""
+        if a is None:
+            return r
+        if self.imex == "shared":
+            return r / _col(1.0 + h * a, r)
+        if self.imex == "channel":
+            return r / (1.0 + h[:, None] * a)[:, None, :]
+        B, n, c = r.shape
+        s = (h * a)[:, None].expand(B, c).reshape(B * c)
+        y = shifted_solve(self.ops.lap, r.transpose(0, 1).reshape(n, B * c), s,
+                          tol=self.cg_tol, maxiter=self.cg_maxiter, batch_dim=-1)
+        return y.view(n, B, c).transpose(0, 1)
+
+    def phi(self, x, k, theta, h, frozen=None, level=0):
+        """f − h M_l^{(level)} r_l(f) for a batch f (B, n, c) of layers k with steps h."""
+        h = torch.as_tensor(h, dtype=x.dtype, device=x.device).expand(k.numel())
+        r = self.residual(x, k, theta["K"], frozen)
+        if self.imex == "diffusion" and self._layout(x.device) == "loop":
+            a = self.alpha_at(k, theta, level)
+            r = r if a is None else torch.stack(
+                [self.imex_factor(r[b : b + 1], a[b : b + 1], h[b : b + 1])[0]
+                 for b in range(k.numel())])
+        else:
+            r = self.imex_factor(r, self.alpha_at(k, theta, level), h)
+        return x - _col(h, x) * r
+
+    def draw_frozen(self, x0, generator=None):
+        """The 'grad' dropout masks of one pair (when the block runs without its model)."""
+        if not (self.training and self.dropout > 0):
+            return None
+        return FrozenDropout.draw({"grad": self.dropout}, generator)
+
+    # -- what to do when a coarse level diverges -----------------------------------------
+    @torch.no_grad()
+    def spectral_radius(self, f: torch.Tensor, k: int = 0, frozen=None, iters: int = 20,
+                        seed: int = 0) -> float:
+        """ρ(∂r_k/∂f) at the state f (n, c), by power iteration on finite differences: the
+        explicit layer's eigenvalues are about −ρ…0, so forward Euler needs h ≤ 2/ρ."""
+        f = f.double()
+        K = self.K[k].detach().double()
+        ops = self.ops if self.ops.dtype == torch.float64 else self.ops.to(torch.float64)
+        g = torch.Generator().manual_seed(seed)
+        v = torch.randn(f.shape, generator=g, dtype=torch.float64)
+        r0 = self._residual1(f, k, K, frozen, ops)
+        rho = 0.0
+        for _ in range(iters):
+            v = v / v.norm()
+            eps = 1e-6 * max(1.0, float(f.norm()))
+            w = (self._residual1(f + eps * v, k, K, frozen, ops) - r0) / eps
+            rho, v = float(w.norm()), w
+        return rho
+
+    def divergence_advice(self, x, k, h, level, frozen=None) -> str:
+        from ..stability import min_alpha
+
+        if x is None:
+            return ""
+        rho = self.spectral_radius(x, k, frozen)
+        if rho <= 0:
+            return ""
+        a = min_alpha([-rho], h)
+        now = self.level_alpha[level] if self.level_alpha is not None else None
+        cur = (f"α = {now:g} on this level" if now is not None else
+               f"imex={self.imex!r}" + ("" if self.imex == "none" else
+                                        f", α up to {float(self.alpha.max()):.3g}"))
+        return (f"the layer's residual Jacobian has spectral radius ≈ {rho:.3g} (at the input "
+                f"state), so an explicit step must be ≤ {2 / rho:.3g}; an IMEX 'shared' term "
+                f"is stable for α ≥ {a:.3g} (stability.min_alpha, eq. 4.10) — now {cur}; set "
+                f"e.g. imex='shared' with level_alpha giving this level α ≥ {a:.3g}")
+
+    def extra_repr(self) -> str:
+        la = "" if self.level_alpha is None else f", level_alpha={self.level_alpha}"
+        return (f"layers={self.depth}, channels={self.channels}, h={self.h:g}, "
+                f"imex={self.imex}{la}, layout={self.layout}")
 
 
 class PDEGCN(nn.Module):
-    """PDE-GCN-D (thesis eq. 4.4) with a selectable IMEX factor M (eqs. 4.17–4.23).
+    """PDE-GCN-D (thesis eq. 4.4) with a selectable IMEX factor M (eqs. 4.16–4.23).
 
     ``alpha`` is α for 'shared'/'channel' and k² for 'diffusion'; ``learn_alpha`` makes it a
-    parameter (one per layer, or per layer and channel for 'channel'). ``h`` is the step size,
-    ``dropout`` the probability used at every dropout site; ``input_dropout`` and
-    ``open_dropout`` override it on the input features and after the opening map (the
-    authors' code uses none there: ``open_dropout=0``).
+    parameter (one per layer, or per layer and channel for 'channel'); ``level_alpha`` the IMEX
+    term per MGRIT level (see :class:`PDEGCNBlock`). ``h`` is the step size, ``dropout`` the
+    probability used at every dropout site; ``input_dropout`` and ``open_dropout`` override it
+    on the input features and after the opening map (the authors' code uses none there:
+    ``open_dropout=0``).
+
+    ``parallel=True`` runs the layers with :class:`~mgritlab.nn.LayerParallel` (``lp_options``
+    are its keyword arguments: max_levels, cf, fwd_iters, bwd_iters, relax, exact, warm_start,
+    partition, ...); ``parallel=False`` (default) runs them serially.
     """
 
     def __init__(
@@ -175,23 +280,21 @@ class PDEGCN(nn.Module):
         imex: str = "none",
         alpha: float = 0.0,
         learn_alpha: bool = False,
+        level_alpha=None,
         cg_tol: float = 1e-6,
         cg_maxiter: int = 200,
         init_noise: float = 1e-3,
+        layout: str = "auto",
         seed: int | None = None,
+        parallel: bool = False,
+        **lp_options,
     ):
         super().__init__()
-        if imex not in IMEX_CHOICES:
-            raise ValueError(f"unknown imex={imex!r}: choose one of {', '.join(IMEX_CHOICES)}")
-        if layers < 1 or channels < 1:
-            raise ValueError(f"need layers >= 1 and channels >= 1, got {layers}, {channels}")
+        self.p = {"input": dropout if input_dropout is None else input_dropout,
+                  "open": dropout if open_dropout is None else open_dropout,
+                  "grad": dropout, "close": dropout}
+        FrozenDropout(self.p, 0)  # validates the probabilities
         self.ops = ops
-        self.num_layers, self.channels, self.h = int(layers), int(channels), float(h)
-        self.imex, self.cg_tol, self.cg_maxiter = imex, float(cg_tol), int(cg_maxiter)
-        self.masks = DropoutMasks(dropout)
-        self.input_masks = DropoutMasks(dropout if input_dropout is None else input_dropout)
-        self.open_masks = (self.masks if open_dropout is None or open_dropout == dropout
-                           else DropoutMasks(open_dropout))
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         dtype = ops.dtype
 
@@ -201,131 +304,123 @@ class PDEGCN(nn.Module):
 
         self.K_open = nn.Parameter(glorot(channels, in_features))
         self.K_close = nn.Parameter(glorot(num_classes, channels))
-        eye = torch.eye(channels, dtype=dtype).expand(layers, channels, channels)
-        noise = torch.randn(layers, channels, channels, generator=gen, dtype=dtype)
-        self.K = nn.Parameter(eye + init_noise * noise)
-        shape = {"none": (layers,), "shared": (layers,), "diffusion": (layers,),
-                 "channel": (layers, channels)}[imex]
-        a = torch.full(shape, float(alpha), dtype=dtype)
-        if learn_alpha and imex != "none":
-            self.alpha = nn.Parameter(a)
-        else:
-            self.register_buffer("alpha", a)
+        self.block = PDEGCNBlock(ops, channels, layers, h, dropout=dropout, imex=imex,
+                                 alpha=alpha, learn_alpha=learn_alpha, level_alpha=level_alpha,
+                                 cg_tol=cg_tol, cg_maxiter=cg_maxiter, init_noise=init_noise,
+                                 layout=layout, generator=gen, dtype=dtype)
+        self.parallel = bool(parallel)
+        if lp_options and not parallel:
+            raise ValueError(f"layer-parallel options {sorted(lp_options)} given with "
+                             f"parallel=False: pass parallel=True to use them")
+        self.body = LayerParallel(self.block, **lp_options) if parallel \
+            else SerialODENet(self.block)
+        self.frozen: FrozenDropout | None = None
 
-    # --- the layer function -------------------------------------------------------------
-    def residual(self, f: torch.Tensor, idx: torch.Tensor,
-                 K: torch.Tensor | None = None) -> torch.Tensor:
-        """r = Gᵀ K_lᵀ σ(K_l dropout(G f)) for a batch f (B, n, c) of layers idx (B,);
-        ``K`` (B, c, c) overrides ``self.K[idx]``."""
-        B, n, c = f.shape
-        K = self.K[idx] if K is None else K
-        g = self.ops.grad(f.transpose(0, 1).reshape(n, B * c)).view(-1, B, c)
-        if self.training:
-            g = self.masks.apply_layers(g, idx)
-        z = torch.relu(torch.bmm(g.transpose(0, 1), K.transpose(1, 2)))  # K_l g_e, (B, m, c)
-        # Gᵀ (K_lᵀ z) = (Gᵀ z) K_l acting on channels: multiply on the n nodes, not the m edges
-        r = self.ops.div(z.transpose(0, 1).reshape(-1, B * c)).view(n, B, c)
-        return torch.bmm(r.transpose(0, 1), K)
+    # the layers' parameters, under the names the lessons use
+    @property
+    def K(self) -> torch.Tensor:
+        return self.block.K
 
-    def imex_factor(self, r: torch.Tensor, idx: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """M r with M = (I + hA)^{-1} of the chosen IMEX variant; r (B, n, c), h (B,)."""
-        if self.imex == "none":
-            return r
-        a = self.alpha[idx]
-        if self.imex == "shared":
-            return r / (1.0 + h * a)[:, None, None]
-        if self.imex == "channel":
-            return r / (1.0 + h[:, None] * a)[:, None, :]
-        B, n, c = r.shape
-        s = (h * a)[:, None].expand(B, c).reshape(B * c)
-        y = diffusion_solve(self.ops, r.transpose(0, 1).reshape(n, B * c), s,
-                            tol=self.cg_tol, maxiter=self.cg_maxiter)
-        return y.view(n, B, c).transpose(0, 1)
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.block.alpha
 
-    def layer_step(self, f: torch.Tensor, idx, h=None, K: torch.Tensor | None = None
-                   ) -> torch.Tensor:
-        """f_{l+1} = f_l − h M_l r_l(f_l) for a batch: f (B, n, c), idx (B,), h float or (B,).
+    @property
+    def num_layers(self) -> int:
+        return self.block.depth
 
-        ``K`` (B, c, c) may pass the layers' weights already selected (see :meth:`forward`)."""
+    @property
+    def h(self) -> float:
+        return self.block.h
+
+    @property
+    def imex(self) -> str:
+        return self.block.imex
+
+    # --- the network --------------------------------------------------------------------
+    def open(self, x: torch.Tensor, frozen=None) -> torch.Tensor:
+        """f_0 = dropout(relu(dropout(x) K_oᵀ)): (n, in) -> (n, c)."""
+        frozen = self._frozen(frozen)
+        if frozen is not None:
+            x = frozen.apply(x, "input")
+        f = torch.relu(x @ self.K_open.t())
+        return f if frozen is None else frozen.apply(f, "open")
+
+    def close(self, f: torch.Tensor, frozen=None) -> torch.Tensor:
+        """log_softmax(dropout(f_L) K_cᵀ): (n, c) -> (n, classes) log-probabilities."""
+        frozen = self._frozen(frozen)
+        if frozen is not None:
+            f = frozen.apply(f, "close")
+        return F.log_softmax(f @ self.K_close.t(), dim=-1)
+
+    def _frozen(self, frozen):
+        if frozen is not None:
+            return frozen
+        return self.frozen if self.training else None
+
+    def new_masks(self, seed: int | None = None) -> int:
+        """Freeze fresh dropout masks for one training step (seed drawn from torch if None)."""
+        self.frozen = (FrozenDropout(self.p, seed) if seed is not None
+                       else FrozenDropout.draw(self.p))
+        return self.frozen.seed
+
+    def forward(self, x: torch.Tensor, mask_seed: int | None = None,
+                keep_masks: bool = False) -> torch.Tensor:
+        """Log-probabilities (n, classes). In training mode draws new frozen masks first,
+        unless ``keep_masks`` (reuse the current step's masks)."""
+        if self.training and not (keep_masks and self.frozen is not None):
+            self.new_masks(mask_seed)
+        frozen = self._frozen(None)
+        return self.close(self.body(self.open(x, frozen), frozen), frozen)
+
+    @torch.no_grad()
+    def serial_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities by the exact serial forward (evaluation mode, no dropout), also
+        for a layer-parallel model (distributed over its ranks as a pipeline)."""
+        was = self.training
+        self.eval()
+        try:
+            f0 = self.open(x)
+            fL = self.body.serial_forward(f0) if self.parallel else self.body(f0)
+            return self.close(fL)
+        finally:
+            self.train(was)
+
+    def layer_step(self, f: torch.Tensor, idx, h=None) -> torch.Tensor:
+        """f_{l+1} = f_l − h M_l r_l(f_l) for a batch: f (B, n, c), idx (B,), h float or (B,)
+        (default: the fine step), with the current training step's masks in training mode."""
         idx = torch.as_tensor(idx, dtype=torch.long, device=f.device).reshape(-1)
         if f.dim() != 3 or f.shape[0] != idx.numel():
             raise ValueError(f"layer_step needs f of shape (B, n, c) and idx (B,); got "
                              f"{tuple(f.shape)} and {tuple(idx.shape)}")
         if int(idx.min()) < 0 or int(idx.max()) >= self.num_layers:
             raise IndexError(f"layer index out of range 0..{self.num_layers - 1}: {idx.tolist()}")
-        h = self.h if h is None else h
-        h = torch.as_tensor(h, dtype=f.dtype, device=f.device).expand(idx.numel())
-        r = self.imex_factor(self.residual(f, idx, K), idx, h)
-        return f - h[:, None, None] * r
-
-    # --- the network --------------------------------------------------------------------
-    def open(self, x: torch.Tensor) -> torch.Tensor:
-        """f_0 = dropout(relu(K_o dropout(x))): (n, in) -> (n, c)."""
-        if self.training:
-            x = self.input_masks.apply(x, "input")
-        f = torch.relu(x @ self.K_open.t())
-        return self.open_masks.apply(f, "open") if self.training else f
-
-    def close(self, f: torch.Tensor) -> torch.Tensor:
-        """log_softmax(K_c dropout(f_L)): (n, c) -> (n, classes) log-probabilities."""
-        if self.training:
-            f = self.masks.apply(f, "close")
-        return F.log_softmax(f @ self.K_close.t(), dim=-1)
-
-    def new_masks(self, seed: int | None = None) -> int:
-        """Freeze fresh dropout masks for one training step (seed drawn from torch if None)."""
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)))
-        self.masks.new_step(seed)
-        self.input_masks.new_step(seed + 1)
-        if self.open_masks is not self.masks:
-            self.open_masks.new_step(seed + 2)
-        return seed
-
-    def forward(self, x: torch.Tensor, mask_seed: int | None = None,
-                keep_masks: bool = False) -> torch.Tensor:
-        """Log-probabilities (n, classes). In training mode draws new frozen masks first,
-        unless ``keep_masks`` (reuse the current step's masks)."""
-        if self.training and not keep_masks:
-            self.new_masks(mask_seed)
-        return self.close(self.features(x)[-1])
+        return self.block.step(f, idx, self.h if h is None else h, frozen=self._frozen(None))
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """f_0, …, f_L (no dropout masks are redrawn; evaluation or current step's masks)."""
-        fs = [self.open(x)]
-        # split K once: indexing K[l] per layer would make a full (L, c, c) gradient per layer
-        Ks = self.K.unbind(0)
-        for l in range(self.num_layers):
-            fs.append(self.layer_step(fs[-1][None], torch.tensor([l]), K=Ks[l][None])[0])
-        return fs
+        """f_0, …, f_L by the serial network (no masks are redrawn: evaluation mode, or the
+        current step's masks)."""
+        frozen = self._frozen(None)
+        return list(SerialODENet(self.block).states(self.open(x, frozen), frozen).unbind(0))
 
     def parameter_groups(self, lr: float, weight_decay: float, lr_K: float,
                          weight_decay_K: float = 0.0) -> list[dict]:
         """Adam groups as in the authors' code: open/close maps with (lr, weight_decay);
         the layer weights K_l (and a learnable α) with (lr_K, weight_decay_K)."""
-        layer = [self.K] + ([self.alpha] if isinstance(self.alpha, nn.Parameter) else [])
+        layer = [p for p in self.block.parameters()]
         return [
             {"params": [self.K_open, self.K_close], "lr": lr, "weight_decay": weight_decay},
             {"params": layer, "lr": lr_K, "weight_decay": weight_decay_K},
         ]
 
-    def propagator(self) -> "PDEGCNPropagator":
-        return PDEGCNPropagator(self)
+    def propagator(self) -> StatePropagator:
+        """The layers as an MGRIT propagator ``step(u, i, level)`` (layer of the fine index,
+        the level's step and IMEX term), with the current step's masks in training mode."""
+        return StatePropagator(self.block, self.block.layer_parameters(), self._frozen(None))
 
-
-class PDEGCNPropagator:
-    """The PDE-GCN-D layers as an MGRIT propagator: ``step(u, i, level)``.
-
-    u (B, n, c) are states at the level's points i (B,); the layer weights are those of the
-    finest-grid layer ``level.fine_index(i)`` and the step is ``level.dt`` (coarse levels
-    re-discretise with cf·h). Call ``model.new_masks(seed)`` once per training step so that
-    every evaluation of a layer uses the same dropout mask.
-    """
-
-    def __init__(self, model: PDEGCN):
-        self.model = model
-
-    def step(self, u: torch.Tensor, i: torch.Tensor, level) -> torch.Tensor:
-        idx = level.fine_index(torch.as_tensor(i, dtype=torch.long))
-        h = level.dt if level.dt is not None else level.h(i)
-        return self.model.layer_step(u, idx, h)
+    def layer_parallel(self) -> LayerParallel:
+        """The :class:`LayerParallel` body (for its ``stats``), or a clear error."""
+        if not isinstance(self.body, LayerParallel):
+            raise AttributeError("this PDEGCN runs serially (parallel=False); build it with "
+                                 "parallel=True for MGRIT statistics")
+        return self.body

@@ -10,8 +10,9 @@ On MPI ranks pass ``partition=MPIPartition()``: every rank then computes the los
 full gradient after ``backward()``. Dropout masks are drawn once per forward/backward pair and
 reused by every MGRIT iteration (see :mod:`mgritlab.nn.layer_parallel`).
 """
-from .adjoint import AdjointPropagator, StatePropagator, design_gradient
-from .blocks import DenseBlock, ODEBlock, SerialODENet, activation
+from .adjoint import AdjointPropagator, StatePropagator, StateWindow, design_gradient
+from .blocks import DenseBlock, LayerStack, ODEBlock, SerialODENet, activation
+from .frozen import FrozenDropout
 from .data import peaks, split, two_spirals
 from .layer_parallel import LayerParallel, LayerParallelFunction, SolveStats
 from .nested import coarse_depths, nested_training
@@ -19,7 +20,7 @@ from .network import ODENet
 from .tasks import train_layer_parallel
 from .training import History, accuracy, train
 
-__all__ = ["ODEBlock", "DenseBlock", "SerialODENet", "activation", "StatePropagator",
+__all__ = ["LayerStack", "FrozenDropout", "StateWindow", "ODEBlock", "DenseBlock", "SerialODENet", "activation", "StatePropagator",
            "AdjointPropagator", "design_gradient", "LayerParallel", "LayerParallelFunction",
            "SolveStats", "ODENet", "nested_training", "coarse_depths", "two_spirals", "peaks",
            "split", "train", "accuracy", "History", "train_layer_parallel"]

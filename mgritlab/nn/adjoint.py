@@ -1,81 +1,110 @@
-"""The state, adjoint and design equations of an ODE-net as MGRIT propagators.
+"""The state, adjoint and design equations of a layer stack as MGRIT propagators.
 
-Training minimises a loss J(x_N) subject to the network equations (thesis eqs. 3.12–3.14).
-With multipliers x̄_k, the Lagrangian (thesis §3.2)
+Training minimises a loss J(x_N) subject to the network equations (thesis eqs. 3.12–3.14):
 
-    𝓛 = J(x_N) - Σ_k x̄_{k+1}ᵀ (x_{k+1} - Φ_k(x_k, θ_k))
-
-is stationary when
-
-    state    x_{k+1} = Φ_k(x_k, θ_k),                   x_0 given          (eq. 3.7)
-    adjoint  x̄_k     = (∂Φ_k/∂x)(x_k)ᵀ x̄_{k+1},          x̄_N = ∂J/∂x_N      (eq. 3.18)
+    state    x_{k+1} = Φ_k(x_k, θ_k),                   x_0 given          (eqs. 3.13–3.14)
+    adjoint  x̄_k     = (∂Φ_k/∂x)(x_k)ᵀ x̄_{k+1},          x̄_N = ∂J/∂x_N      (eqs. 3.15–3.16)
     design   ∂J/∂θ_k = (∂Φ_k/∂θ_k)(x_k)ᵀ x̄_{k+1}                          (eq. 3.17)
 
-The state runs forward in depth, the adjoint backward: both are time-stepping problems, so both
-are solved by the same MGRIT solver (the adjoint with ``direction=-1``). On a coarse level with
-stride s the step from point i uses the layer of its fine index, θ_{s·i} and step s·h (injection
-in depth, as TorchBraid); the coarse adjoint step linearises at the forward state x_{s(i-1)}.
+The state runs forward in depth, the adjoint backward: both are time-stepping problems (the
+adjoint as the all-at-once system of thesis eq. 3.18), so both are solved by the same MGRIT
+solver (the adjoint with ``direction=-1``). On a coarse level with stride s the step from
+point i uses the layer of its fine index, θ_{s·i}, step s·h and the level's index (injection in
+depth, as TorchBraid); the coarse adjoint step linearises at the forward state x_{s(i-1)}.
+
+On MPI ranks a process holds only a window of the states (:class:`StateWindow`): the layers it
+owns and the first state of its right neighbour, which the adjoint steps need.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .blocks import ODEBlock
+from .blocks import LayerStack
+
+
+@dataclass
+class StateWindow:
+    """The states x_lo .. x_{lo+len-1} that this process holds, indexed by layer."""
+
+    values: torch.Tensor
+    lo: int = 0
+
+    @property
+    def hi(self) -> int:
+        return self.lo + self.values.shape[0]
+
+    def __getitem__(self, k: torch.Tensor) -> torch.Tensor:
+        k = torch.as_tensor(k)
+        if k.numel() and (int(k.min()) < self.lo or int(k.max()) >= self.hi):
+            raise IndexError(f"states {k.min().item()}..{k.max().item()} requested but this "
+                             f"process holds layers {self.lo}..{self.hi - 1} only")
+        return self.values[k - self.lo]
 
 
 class StatePropagator:
-    """Φ on every level: x ↦ x + H f(x, θ_{s·i}) with H = ``level.h(i)`` (thesis eq. 3.7)."""
+    """Φ on every level: x ↦ Φ_{s·i}(x; θ_{s·i}, H, ℓ) with H = ``level.h(i)`` (eq. 3.13)."""
 
-    def __init__(self, block: ODEBlock, params: dict[str, torch.Tensor],
-                 frozen: dict[str, torch.Tensor] | None = None):
+    def __init__(self, block: LayerStack, params: dict[str, torch.Tensor], frozen=None):
         self.block, self.params, self.frozen = block, params, frozen
 
     def step(self, u, i, level):
-        return self.block.step(u, level.fine_index(i), level.h(i), self.params, self.frozen)
+        return self.block.step(u, level.fine_index(i), level.h(i), self.params, self.frozen,
+                               level.index)
 
 
 class AdjointPropagator:
-    """Φ̄ on every level of the backward hierarchy: x̄_{i-1} = (∂Φ/∂x)(x_{i-1})ᵀ x̄_i (eq. 3.18).
+    """Φ̄ on every level of the backward hierarchy: x̄_{i-1} = (∂Φ/∂x)(x_{i-1})ᵀ x̄_i (eq. 3.15).
 
-    ``states`` (N+1, batch, width) are the forward activations in physical order; the
-    vector–Jacobian product is the block's :meth:`~mgritlab.nn.blocks.ODEBlock.vjp_x`
-    (autograd, or a closed form), batched over the layers.
+    ``states``: the forward activations this process holds (a :class:`StateWindow`, or a full
+    (N+1, ...) tensor); the vector–Jacobian product is the block's
+    :meth:`~mgritlab.nn.blocks.LayerStack.vjp_x` (autograd, or a closed form), batched over
+    the layers.
     """
 
-    def __init__(self, block: ODEBlock, params: dict[str, torch.Tensor],
-                 frozen: dict[str, torch.Tensor] | None, states: torch.Tensor):
+    def __init__(self, block: LayerStack, params: dict[str, torch.Tensor], frozen,
+                 states: StateWindow | torch.Tensor):
+        if not isinstance(states, StateWindow):
+            states = StateWindow(states, 0)
         self.block, self.params, self.frozen, self.states = block, params, frozen, states
-        # a coarse step linearises at a fine layer's state too, so one linearisation of all
-        # N layers (e.g. σ'(z_k)) serves every level and the design equations
-        self.lin = block.linearize(states[:-1], params, frozen)
+        # a coarse step linearises at a fine layer's state too, so one linearisation of the
+        # held layers (e.g. σ'(z_k)) serves every level and the design equations
+        k = torch.arange(states.lo, min(states.hi, block.depth), device=states.values.device)
+        self.lin = (block.linearize(states[k], k, block.take(params, k), frozen)
+                    if k.numel() else None)
+
+    def lin_at(self, k: torch.Tensor):
+        """The linearisation rows of layers ``k`` (None if the block has none)."""
+        return self.block.take(self.lin, k - self.states.lo)
 
     def step(self, v, i, level):
         k = level.fine_index(i - 1)          # the forward step i-1 -> i this one transposes
-        take = self.block.take
-        return self.block.vjp_x(self.states[k], take(self.params, k), level.h(i),
-                                take(self.frozen, k), v, take(self.lin, k))
+        return self.block.vjp_x(self.states[k], k, self.block.take(self.params, k),
+                                level.h(i), self.frozen, v, self.lin_at(k), level.index)
 
 
-def design_gradient(block: ODEBlock, params: dict[str, torch.Tensor],
-                    frozen: dict[str, torch.Tensor] | None, states: torch.Tensor,
-                    adjoints: torch.Tensor, layers: range | None = None,
-                    lin: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def design_gradient(block: LayerStack, params: dict[str, torch.Tensor], frozen,
+                    states: StateWindow | torch.Tensor, adjoints: StateWindow | torch.Tensor,
+                    layers: range | None = None, lin_at=None) -> dict[str, torch.Tensor]:
     """∂J/∂θ_k = (∂Φ_k/∂θ_k)(x_k)ᵀ x̄_{k+1} for the given layers, in one batched vjp (eq. 3.17).
 
     Returns {name: (N, ...)} with zeros outside ``layers`` (default: all N layers), so that
-    the contributions of MPI ranks owning disjoint layers simply add up. ``lin``: the block's
-    :meth:`~mgritlab.nn.blocks.ODEBlock.linearize` at the states, if already computed.
+    the contributions of MPI ranks owning disjoint layers simply add up. ``lin_at(k)``: the
+    block's linearisation at the states of layers k, if already computed.
     """
+    states = states if isinstance(states, StateWindow) else StateWindow(states, 0)
+    adjoints = adjoints if isinstance(adjoints, StateWindow) else StateWindow(adjoints, 0)
     N = block.depth
     layers = range(N) if layers is None else layers
     grads = {n: torch.zeros_like(p) for n, p in params.items()}
     if len(layers) == 0:
         return grads
-    k = torch.arange(layers.start, layers.stop, device=states.device)
-    t = block.grid(states.device)
+    k = torch.arange(layers.start, layers.stop, device=states.values.device)
+    t = block.grid(states.values.device)
     h = t[k + 1] - t[k]
-    g = block.vjp_theta(states[k], block.take(params, k), h, block.take(frozen, k),
-                        adjoints[k + 1], block.take(lin, k))
+    g = block.vjp_theta(states[k], k, block.take(params, k), h, frozen, adjoints[k + 1],
+                        None if lin_at is None else lin_at(k))
     for n in grads:
         grads[n][k] = g[n]
     return grads

@@ -1,17 +1,27 @@
-"""Residual layers with stacked parameters: the time-stepping part of an ODE-net.
+"""The layer contract of layer-parallel training, and forward-Euler residual layers on it.
 
-A residual network is forward Euler on an ODE whose time is depth (thesis §3.2, eq. 3.7):
+What :class:`~mgritlab.nn.layer_parallel.LayerParallel` (and the serial network) calls is one
+*batched layer step* (:class:`LayerStack`)
 
-    x_{k+1} = Φ_k(x_k) = x_k + h f(x_k, θ_k),     k = 0, ..., N-1,   h = T / N.
+    Φ_k(x; θ_k, h, level),       k = (k_1, ..., k_B) a batch of layers,
 
-The per-layer parameters θ_k are stored *stacked* — e.g. a weight of shape (N, w, w) and a bias of
-shape (N, w) — so that any batch of layers ``k = (k_1, ..., k_B)`` is evaluated in one call
-(``torch.baddbmm``). That is what lets MGRIT relax all C-intervals of a level at once.
+with the per-layer parameters θ_k stored *stacked* — e.g. a weight of shape (N, w, w) — so that
+any batch of layers is evaluated in one call (that is what lets MGRIT relax all C-intervals of a
+level at once). ``h`` is the step of the level (c_f^ℓ h on coarse level ℓ) and ``level`` its
+index ℓ: a step whose scheme depends on the level (an IMEX term on coarse levels only) reads
+it there — scheme configuration, not a second model. The adjoint products ``vjp_x`` and
+``vjp_theta`` default to autograd through Φ; a block may give closed forms.
 
-Anything random in a layer (dropout) is *frozen*: a mask per layer is drawn once per
-forward/backward pair (:meth:`ODEBlock.draw_frozen`) and passed to every evaluation of Φ, so
-Φ is a fixed function while MGRIT iterates on the state and the adjoint. Redrawing it inside an
-iteration would change the equations being solved, and MGRIT would not converge.
+Anything random in a layer (dropout) is *frozen*: :meth:`LayerStack.draw_frozen` returns one
+object per forward/backward pair (e.g. a :class:`~mgritlab.nn.frozen.FrozenDropout`), which
+every evaluation of Φ receives; ``LayerParallel`` treats it as opaque.
+
+Forward Euler on an ODE whose time is depth (thesis §3.2, eq. 3.7) is one implementation,
+:class:`ODEBlock`:
+
+    x_{k+1} = Φ_k(x_k) = x_k + h f(x_k, θ_k),     k = 0, ..., N-1,   h = T / N;
+
+the PDE-GCN-D step with an IMEX term (:mod:`mgritlab.graphs.pdegcn`) is another.
 """
 from __future__ import annotations
 
@@ -21,6 +31,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from .frozen import FrozenDropout
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
@@ -49,12 +61,21 @@ def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
                          f"{sorted(_ACTIVATIONS)}") from None
 
 
-class ODEBlock(nn.Module):
-    """N residual layers x_{k+1} = x_k + h f(x_k, θ_k) on the depth interval [0, T].
+def _col(h, like: torch.Tensor):
+    """A step size (float or (B,)) shaped to broadcast against a batch ``like`` (B, ...)."""
+    if torch.is_tensor(h):
+        return h.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+    return h
+
+
+class LayerStack(nn.Module):
+    """N layers with stacked parameters on the depth interval [0, T]: the layer contract.
 
     Subclasses name their stacked parameters in ``param_names`` (each of shape (N, ...)) and
-    implement :meth:`f` for a *batch of layers*: ``x`` is (B, batch, width) and every entry of
-    ``theta`` has a leading dimension B (layer k_b's parameters in row b).
+    implement :meth:`phi` for a *batch of layers*. Optionally: :meth:`draw_frozen` (the random
+    choices of one forward/backward pair), closed-form :meth:`vjp_x` / :meth:`vjp_theta` with
+    :meth:`linearize`, :meth:`check_levels` (validate a per-level scheme for a hierarchy) and
+    :meth:`divergence_advice` (what to change when a coarse level is unstable).
     """
 
     param_names: tuple[str, ...] = ()
@@ -68,14 +89,24 @@ class ODEBlock(nn.Module):
         self.depth, self.T = depth, float(T)
 
     # -- what subclasses provide ---------------------------------------------------------
-    def f(self, x: torch.Tensor, theta: dict[str, torch.Tensor],
-          frozen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """The right-hand side f(x, θ) for a batch of layers (thesis eq. 3.7)."""
+    def phi(self, x: torch.Tensor, k: torch.Tensor, theta: dict[str, torch.Tensor],
+            h: torch.Tensor | float, frozen=None, level: int = 0) -> torch.Tensor:
+        """Φ_k(x; θ_k, h, level) for a batch: x (B, ...), layers k (B,), θ = rows k of the
+        stacked parameters, h a float or (B,), ``frozen`` from :meth:`draw_frozen`."""
         raise NotImplementedError
 
     def draw_frozen(self, x0: torch.Tensor, generator: torch.Generator | None = None):
-        """The random choices of one forward/backward pair, stacked per layer (None: none)."""
+        """The random choices of one forward/backward pair (None: none)."""
         return None
+
+    def check_levels(self, max_levels: int) -> None:
+        """Raise a ValueError saying what to change if the block's per-level scheme does not
+        fit a hierarchy of ``max_levels`` levels (default: every level is fine)."""
+
+    def divergence_advice(self, x: torch.Tensor, k: int, h: float, level: int,
+                          frozen=None) -> str:
+        """A hint for a level whose step h diverges, from the state x at layer k ('' if none)."""
+        return ""
 
     # -- shared machinery ----------------------------------------------------------------
     @property
@@ -98,44 +129,58 @@ class ODEBlock(nn.Module):
             return None
         return {n: p[k] for n, p in stacked.items()}
 
-    def phi(self, x: torch.Tensor, theta: dict[str, torch.Tensor], h: torch.Tensor | float,
-            frozen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Φ(x) = x + h f(x, θ) for a batch of layers whose parameters are ``theta``."""
-        if torch.is_tensor(h):
-            h = h.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
-        return x + h * self.f(x, theta, frozen)
-
-    def linearize(self, x, theta, frozen=None) -> dict[str, torch.Tensor] | None:
-        """What every vector–Jacobian product at the states ``x`` can reuse, stacked per layer
-        (e.g. σ'(W_k x_k + b_k)); computed once per backward pass. None: nothing to reuse."""
+    def linearize(self, x, k, theta, frozen=None) -> dict[str, torch.Tensor] | None:
+        """What every vector–Jacobian product at the states ``x`` of layers ``k`` can reuse,
+        stacked per layer (e.g. σ'(W_k x_k + b_k)); computed once per backward pass. None:
+        nothing to reuse."""
         return None
 
-    def vjp_x(self, x, theta, h, frozen, v, lin=None) -> torch.Tensor:
-        """(∂Φ/∂x)(x)ᵀ v for a batch of layers: one adjoint step (thesis eq. 3.18).
+    #: the most layers one autograd vector–Jacobian product takes at once (None: all); a
+    #: large layer keeps its intermediate tensors until the product is done
+    vjp_chunk: int | None = None
 
-        Generic version by autograd; subclasses may override it with a closed form that uses
-        ``lin`` (their :meth:`linearize` at ``x``).
+    def _chunks(self, n: int):
+        c = self.vjp_chunk or n
+        return [slice(a, min(a + c, n)) for a in range(0, n, c)]
+
+    def vjp_x(self, x, k, theta, h, frozen, v, lin=None, level: int = 0) -> torch.Tensor:
+        """(∂Φ/∂x)(x)ᵀ v for a batch of layers: one adjoint step (thesis eq. 3.15).
+
+        Generic version by autograd (``vjp_chunk`` layers at a time); subclasses may override
+        it with a closed form that uses ``lin`` (their :meth:`linearize` at ``x``).
         """
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.phi(x, theta, h, frozen), x, v)
-        return g
+        out = []
+        for c in self._chunks(x.shape[0]):
+            th, hc = self.take(theta, c), (h[c] if torch.is_tensor(h) and h.dim() else h)
+            with torch.enable_grad():
+                xc = x[c].detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(self.phi(xc, k[c], th, hc, frozen, level), xc, v[c])
+            out.append(g)
+        return out[0] if len(out) == 1 else torch.cat(out)
 
-    def vjp_theta(self, x, theta, h, frozen, v, lin=None) -> dict[str, torch.Tensor]:
+    def vjp_theta(self, x, k, theta, h, frozen, v, lin=None, level: int = 0
+                  ) -> dict[str, torch.Tensor]:
         """(∂Φ/∂θ)(x)ᵀ v for a batch of layers: the design equations (thesis eq. 3.17)."""
-        with torch.enable_grad():
-            th = {n: p.detach().requires_grad_(True) for n, p in theta.items()}
-            gs = torch.autograd.grad(self.phi(x.detach(), th, h, frozen), list(th.values()), v)
-        return dict(zip(th, gs))
+        out: dict[str, list] = {n: [] for n in theta}
+        for c in self._chunks(x.shape[0]):
+            hc = h[c] if torch.is_tensor(h) and h.dim() else h
+            with torch.enable_grad():
+                th = {n: p[c].detach().requires_grad_(True) for n, p in theta.items()}
+                y = self.phi(x[c].detach(), k[c], th, hc, frozen, level)
+                gs = torch.autograd.grad(y, list(th.values()), v[c], allow_unused=True)
+            for n, g in zip(th, gs):
+                out[n].append(torch.zeros_like(th[n]) if g is None else g)
+        return {n: gs[0] if len(gs) == 1 else torch.cat(gs) for n, gs in out.items()}
 
     def step(self, x: torch.Tensor, k: torch.Tensor, h: torch.Tensor | float,
-             params: dict[str, torch.Tensor] | None = None,
-             frozen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+             params: dict[str, torch.Tensor] | None = None, frozen=None,
+             level: int = 0) -> torch.Tensor:
         """Φ_k(x) for the layers ``k`` (B,), with ``params`` (default: this block's own)."""
         params = self.layer_parameters() if params is None else params
-        return self.phi(x, self.take(params, k), h, self.take(frozen, k))
+        k = torch.as_tensor(k, dtype=torch.long, device=x.device).reshape(-1)
+        return self.phi(x, k, self.take(params, k), h, frozen, level)
 
-    def refined(self, factor: int) -> "ODEBlock":
+    def refined(self, factor: int) -> "LayerStack":
         """The same block on ``factor``·N layers, θ prolonged piecewise constantly in depth.
 
         θ^fine_k = θ^coarse_{⌊k / factor⌋} and h^fine = h / factor (same T): the initialisation
@@ -152,6 +197,31 @@ class ODEBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, T={self.T}, h={self.h:.4g}"
+
+
+class ODEBlock(LayerStack):
+    """N residual layers x_{k+1} = x_k + h f(x_k, θ_k) (forward Euler, thesis eq. 3.7).
+
+    Subclasses implement :meth:`f` for a *batch of layers*: ``x`` is (B, batch, width) and
+    every entry of ``theta`` has a leading dimension B (layer k_b's parameters in row b);
+    ``frozen`` is what :meth:`frozen_for` makes of the pair's random choices for those layers.
+    """
+
+    def f(self, x: torch.Tensor, theta: dict[str, torch.Tensor],
+          frozen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The right-hand side f(x, θ) for a batch of layers (thesis eq. 3.7)."""
+        raise NotImplementedError
+
+    def frozen_for(self, frozen, k: torch.Tensor, x: torch.Tensor):
+        """The random choices of the layers ``k`` as :meth:`f` takes them: rows k of a dict of
+        stacked tensors, or the frozen object itself."""
+        if frozen is None or not isinstance(frozen, dict):
+            return frozen
+        return self.take(frozen, k)
+
+    def phi(self, x, k, theta, h, frozen=None, level=0):
+        """Φ(x) = x + h f(x, θ) for a batch of layers whose parameters are ``theta``."""
+        return x + _col(h, x) * self.f(x, theta, self.frozen_for(frozen, k, x))
 
 
 class DenseBlock(ODEBlock):
@@ -184,34 +254,43 @@ class DenseBlock(ODEBlock):
             y = y * frozen["mask"]
         return y
 
-    def linearize(self, x, theta, frozen=None):
+    def frozen_for(self, frozen, k, x):
+        """{'mask': (B, batch, w)}: the frozen masks of the layers k, stacked for one call."""
+        if isinstance(frozen, FrozenDropout):
+            return {"mask": frozen.stack("hidden", k.tolist(), tuple(x.shape[1:]), x.dtype,
+                                         x.device)}
+        return super().frozen_for(frozen, k, x)
+
+    def linearize(self, x, k, theta, frozen=None):
         z = torch.baddbmm(theta["bias"].unsqueeze(1), x, theta["weight"].transpose(1, 2))
         d = _DERIVATIVES[self.act_name](z)
-        return {"dsigma": d if frozen is None else d * frozen["mask"]}
+        fz = self.frozen_for(frozen, k, x)
+        return {"dsigma": d if fz is None else d * fz["mask"]}
 
-    def _local_sensitivity(self, x, theta, h, frozen, v, lin):
+    def _local_sensitivity(self, x, k, theta, h, frozen, v, lin):
         """s = h σ'(W x + b) ⊙ m ⊙ v, shared by both vector–Jacobian products."""
-        d = (lin if lin is not None else self.linearize(x, theta, frozen))["dsigma"]
-        if torch.is_tensor(h):
-            h = h.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
-        return h * (d * v)
+        d = (lin if lin is not None else self.linearize(x, k, theta, frozen))["dsigma"]
+        return _col(h, x) * (d * v)
 
-    def vjp_x(self, x, theta, h, frozen, v, lin=None):
+    def vjp_x(self, x, k, theta, h, frozen, v, lin=None, level=0):
         # (I + h diag(σ'(z)) W)ᵀ v = v + Wᵀ (h σ'(z) ⊙ v), batched over layers
-        s = self._local_sensitivity(x, theta, h, frozen, v, lin)
+        s = self._local_sensitivity(x, k, theta, h, frozen, v, lin)
         return v + torch.bmm(s, theta["weight"])
 
-    def vjp_theta(self, x, theta, h, frozen, v, lin=None):
-        s = self._local_sensitivity(x, theta, h, frozen, v, lin)
+    def vjp_theta(self, x, k, theta, h, frozen, v, lin=None, level=0):
+        s = self._local_sensitivity(x, k, theta, h, frozen, v, lin)
         return {"weight": torch.bmm(s.transpose(1, 2), x), "bias": s.sum(dim=1)}
 
     def draw_frozen(self, x0, generator=None):
+        """One :class:`FrozenDropout` per forward/backward pair (site 'hidden'), or None."""
         if not (self.training and self.dropout > 0):
             return None
-        keep = 1.0 - self.dropout
-        shape = (self.depth, *x0.shape)
-        u = torch.rand(shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        return {"mask": (u < keep).to(x0.dtype) / keep}
+        return FrozenDropout.draw({"hidden": self.dropout}, generator)
+
+    def masks(self, frozen: FrozenDropout, batch: int) -> torch.Tensor:
+        """All layers' masks of a pair, (N, batch, w) — to look at them (small networks)."""
+        return frozen.stack("hidden", range(self.depth), (batch, self.width),
+                            self.weight.dtype, self.weight.device)
 
     def extra_repr(self) -> str:
         return (f"width={self.width}, {super().extra_repr()}, act={self.act_name}, "
@@ -219,7 +298,8 @@ class DenseBlock(ODEBlock):
 
 
 class SerialODENet(nn.Module):
-    """The N residual layers applied one after the other: the reference for MGRIT.
+    """The N layers of a :class:`LayerStack` applied one after the other: the reference for
+    MGRIT (and one level of it: ``LayerParallel(max_levels=1)`` takes the same steps).
 
     Shares the block's parameters (so autograd through it gives the exact gradient).
     ``len()``, indexing and iteration give the single layers, like ``nn.Sequential``.
@@ -227,7 +307,7 @@ class SerialODENet(nn.Module):
     layer-parallel pass exactly; without it a training-mode block draws its own each call.
     """
 
-    def __init__(self, block: ODEBlock, frozen: dict[str, torch.Tensor] | None = None):
+    def __init__(self, block: LayerStack, frozen=None):
         super().__init__()
         self.block, self.frozen = block, frozen
 
@@ -251,14 +331,17 @@ class SerialODENet(nn.Module):
         out = [x]
         for k in ks:
             theta = {n: ps[k].unsqueeze(0) for n, ps in layers.items()}
-            fz = None if frozen is None else {n: m[k].unsqueeze(0) for n, m in frozen.items()}
-            out.append(self.block.phi(out[-1].unsqueeze(0), theta, h[k], fz)[0])
+            kk = torch.tensor([k], device=x.device)
+            out.append(self.block.phi(out[-1].unsqueeze(0), kk, theta, h[k : k + 1], frozen)[0])
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frozen = self.frozen if self.frozen is not None else self.block.draw_frozen(x)
+    def forward(self, x: torch.Tensor, frozen=None) -> torch.Tensor:
+        """x_N; ``frozen``: this pass's random choices (default: this network's, or drawn)."""
+        if frozen is None:
+            frozen = self.frozen if self.frozen is not None else self.block.draw_frozen(x)
         return self._layers(x, frozen, range(len(self)))[-1]
 
-    def states(self, x: torch.Tensor) -> torch.Tensor:
+    def states(self, x: torch.Tensor, frozen=None) -> torch.Tensor:
         """All activations x_0..x_N, shape (N+1, *x.shape) (no dropout unless frozen)."""
-        return torch.stack(self._layers(x, self.frozen, range(len(self))))
+        frozen = self.frozen if frozen is None else frozen
+        return torch.stack(self._layers(x, frozen, range(len(self))))

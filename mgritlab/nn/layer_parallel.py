@@ -1,34 +1,45 @@
 """Layer-parallel training: MGRIT replaces the forward and backward sweeps (thesis Algorithm 2).
 
-:class:`LayerParallel` is a drop-in ``nn.Module`` for the residual layers of an ODE-net. Its
-forward runs T₁ MGRIT iterations on the state equations (default 2), its backward T₂ MGRIT
-iterations on the adjoint equations (default 1, ``direction=-1``), then assembles the
-parameter gradient once from the design equations (see :mod:`mgritlab.nn.adjoint`;
-Günther, Ruthotto, Schroder, Cyr, Gauger 2020, Algorithm 3). With few iterations the
-gradient is inexact — that is the point: it is cheap and parallel, and still a descent direction.
-``exact=True`` iterates both solves to a tolerance instead, which reproduces back-propagation.
+:class:`LayerParallel` is a drop-in ``nn.Module`` for the layers of any
+:class:`~mgritlab.nn.blocks.LayerStack`. Its forward runs T₁ MGRIT iterations on the state
+equations (default 2), its backward T₂ MGRIT iterations on the adjoint equations (default 1,
+``direction=-1``), then assembles the parameter gradient once from the design equations (see
+:mod:`mgritlab.nn.adjoint`; Günther, Ruthotto, Schroder, Cyr, Gauger 2020, Algorithm 3). With
+few iterations the gradient is inexact — that is the point: it is cheap and parallel, and still
+a descent direction. ``exact=True`` iterates both solves to a tolerance instead, which
+reproduces back-propagation. ``max_levels=1`` is the serial network: MGRIT on one level is
+sequential stepping through the same layer steps.
 
-Random layers (dropout) are frozen per forward/backward pair: the block draws its mask once in
-``forward`` (:meth:`~mgritlab.nn.blocks.ODEBlock.draw_frozen`), every MGRIT iteration and the
-adjoint reuse it, and ``last_frozen`` keeps it for :meth:`LayerParallel.serial`.
+Random layers (dropout) are frozen per forward/backward pair: the block draws one frozen object
+in ``forward`` (:meth:`~mgritlab.nn.blocks.LayerStack.draw_frozen`, or the caller passes it),
+every MGRIT iteration and the adjoint reuse it, and ``last_frozen`` keeps it for
+:meth:`LayerParallel.serial`.
 
-With an :class:`~mgritlab.mgrit.mpi.MPIPartition` the layers are split across ranks by the
-solver; both solves gather their result on every rank, so every rank computes the loss, and
-the design equations are evaluated for a disjoint share of the layers per rank and summed
-with an allreduce: after ``loss.backward()`` every rank holds the full, identical gradient.
+Distributed means distributed. With an :class:`~mgritlab.mgrit.mpi.MPIPartition` the layers are
+split across ranks in blocks of whole coarsest intervals, and no rank holds all states: a rank
+keeps the states of its own layers (plus its right neighbour's first state, which its adjoint
+steps need), solves the adjoint on the mirrored partition (its adjoint block sits right next to
+its state block), and computes the design gradient of its own layers. What travels: one state
+per neighbour per relaxation exchange inside MGRIT, the final state x_N (for the loss, from the
+last rank to all), the input adjoint x̄_0 (from rank 0 to all), and the allreduce that sums the
+ranks' disjoint gradient blocks — so after ``loss.backward()`` every rank holds the full,
+identical gradient and the optimisers stay in lockstep.
 """
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..mgrit import MGRIT, MGRITDivergenceError, max_levels_for
-from .adjoint import AdjointPropagator, StatePropagator, design_gradient
-from .blocks import ODEBlock, SerialODENet
+from ..mgrit import MGRIT, MGRITDivergenceError, SerialPartition, max_levels_for
+from .adjoint import AdjointPropagator, StatePropagator, StateWindow, design_gradient
+from .blocks import LayerStack, SerialODENet
+
+PHASES = ("forward", "adjoint", "gradient", "communication")
 
 
 @dataclass
@@ -50,10 +61,10 @@ class SolveStats:
 
 @dataclass
 class _Pair:
-    """What one forward keeps for its backward."""
+    """What one forward keeps for its backward: this process's states and the frozen draws."""
 
-    states: torch.Tensor
-    frozen: dict | None
+    states: StateWindow
+    frozen: object
     params: dict = field(repr=False)
 
 
@@ -68,31 +79,31 @@ class LayerParallelFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x0, module, frozen, *params):
         p = dict(zip(module.block.param_names, params))
-        states = module.solve_state(x0.detach(), p, frozen)
+        states, xN = module.solve_state(x0.detach(), p, frozen)
         ctx.module = module
         ctx.pair = _Pair(states, frozen, p)
         ctx.save_for_backward(*params)  # raises if the optimizer changed them before backward
-        return states[-1].clone()
+        return xN
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         ctx.saved_tensors  # noqa: B018  (version check of the parameters)
         pair = ctx.pair
-        adjoints, grads = ctx.module.solve_adjoint(pair.states, pair.params, pair.frozen,
-                                                   grad_out)
-        return (adjoints[0], None, None,
-                *(grads[n] for n in ctx.module.block.param_names))
+        adj0, grads = ctx.module.solve_adjoint(pair.states, pair.params, pair.frozen, grad_out)
+        return (adj0, None, None, *(grads[n] for n in ctx.module.block.param_names))
 
 
 class LayerParallel(nn.Module):
-    """The residual layers of ``block``, forward and backward by MGRIT (thesis Algorithm 2).
+    """The layers of ``block``, forward and backward by MGRIT (thesis Algorithm 2).
 
     Parameters
     ----------
-    block : an :class:`~mgritlab.nn.blocks.ODEBlock` (its stacked parameters are trained).
+    block : a :class:`~mgritlab.nn.blocks.LayerStack` (its stacked parameters are trained).
     max_levels, cf : the MGRIT hierarchy in depth; ``depth`` must be a multiple of
-        ``cf**(max_levels-1)`` so that every coarse layer sits on a fine layer.
+        ``cf**(max_levels-1)`` so that every coarse layer sits on a fine layer. Coarse level ℓ
+        takes steps cf^ℓ·h with the weights of the fine layer at the coarse point; a block
+        with a per-level scheme (e.g. PDE-GCN-D's IMEX term per level) reads ℓ in its step.
     relax : per-level relaxation; default 'F' on the finest level and 'FCF' on coarse levels
         (TorchBraid's default).
     cycle : 'V' or 'F'.
@@ -101,33 +112,41 @@ class LayerParallel(nn.Module):
         float64, 1e-5 in float32) times the larger of the state size and the first residual,
         or for at most ``exact_max_iter`` iterations (default: depth).
     warm_start : start each solve from the previous call's state / adjoint (when the shapes
-        match) instead of zeros.
+        match) instead of zeros; training and evaluation passes keep separate starts.
     partition : None (one process) or an :class:`~mgritlab.mgrit.mpi.MPIPartition`.
 
     Attributes: ``stats`` {'forward': SolveStats, 'backward': SolveStats} of the last solves;
+    ``seconds`` {phase: seconds} summed since the last :meth:`reset_seconds` (phases
+    'forward', 'adjoint' MGRIT, 'gradient' assembly, 'communication' outside MGRIT);
     ``last_frozen``: the random choices of the last forward (dropout masks), or None.
     """
 
-    def __init__(self, block: ODEBlock, *, max_levels: int = 2, cf: int = 4, relax=None,
+    def __init__(self, block: LayerStack, *, max_levels: int = 2, cf: int = 4, relax=None,
                  cycle: str = "V", fwd_iters: int = 2, bwd_iters: int = 1,
                  exact: bool = False, exact_rtol: float | None = None,
                  exact_max_iter: int | None = None, warm_start: bool = True, partition=None):
         super().__init__()
-        if not isinstance(block, ODEBlock):
-            raise TypeError(f"LayerParallel needs an ODEBlock (stacked residual layers), got "
-                            f"{type(block).__name__}")
+        if not isinstance(block, LayerStack):
+            raise TypeError(f"LayerParallel needs a LayerStack (stacked layers with a batched "
+                            f"step, e.g. an ODEBlock), got {type(block).__name__}")
         for name, v in (("fwd_iters", fwd_iters), ("bwd_iters", bwd_iters)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive number of MGRIT iterations, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive number of MGRIT iterations (T1, "
+                                 f"T2 >= 1), got {v!r}")
+        self.check_hierarchy(block.depth, max_levels, cf)
+        block.check_levels(max_levels)
         self.block = block
         self.max_levels, self.cf = max_levels, cf
         self.relax = relax if relax is not None else ["F"] + ["FCF"] * (max_levels - 1)
         self.cycle, self.fwd_iters, self.bwd_iters = cycle, fwd_iters, bwd_iters
         self.exact, self.exact_rtol, self.exact_max_iter = exact, exact_rtol, exact_max_iter
-        self.warm_start, self.partition = warm_start, partition
-        self.check_hierarchy(block.depth, max_levels, cf)
+        self.warm_start = warm_start
+        self.partition = partition if partition is not None else SerialPartition()
         self.stats: dict[str, SolveStats | None] = {"forward": None, "backward": None}
-        self.last_frozen: dict | None = None
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.last_frozen = None
+        self._last_x0: torch.Tensor | None = None
+        self._state_key = "state"
         self._warm: dict[str, torch.Tensor] = {}
 
     @staticmethod
@@ -152,63 +171,113 @@ class LayerParallel(nn.Module):
                 f"multiple of {m} (e.g. {lo or hi} or {hi}), or change cf / max_levels")
 
     # -- the module interface ------------------------------------------------------------
-    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+    def forward(self, x0: torch.Tensor, frozen=None) -> torch.Tensor:
+        """x_N for the input x_0; ``frozen``: this pass's random choices (default: drawn by
+        the block)."""
         params = self.block.layer_parameters()
         self._check_devices(x0, params)
-        frozen = self.block.draw_frozen(x0)
+        if frozen is None:
+            frozen = self.block.draw_frozen(x0)
         self.last_frozen = frozen
+        # training and evaluation passes solve different problems (dropout): separate starts
+        self._state_key = "state" if torch.is_grad_enabled() and self.training else "state/eval"
         return LayerParallelFunction.apply(x0, self, frozen, *params.values())
 
-    def serial(self, frozen: dict | None = None) -> SerialODENet:
-        """The equivalent serial network (shares the parameters; for checks and inference).
+    def serial(self, frozen=None) -> SerialODENet:
+        """The equivalent serial network (shares the parameters; one process, for checks).
 
         ``frozen``: the dropout masks to reuse, e.g. ``self.last_frozen``.
         """
         return SerialODENet(self.block, frozen)
 
+    @torch.no_grad()
+    def serial_forward(self, x0: torch.Tensor, frozen=None) -> torch.Tensor:
+        """The exact x_N by sequential stepping, distributed like the MGRIT solves: each rank
+        steps its own layers after receiving its left neighbour's last state (a pipeline);
+        every rank returns x_N. No gradient."""
+        solver = MGRIT(StatePropagator(self.block, self.block.layer_parameters(), frozen),
+                       self.block.grid(x0.device), max_levels=1, partition=self.partition,
+                       device=x0.device)
+        res = solver.solve(x0, gather=False)
+        return self._final_state(solver, res.u_local)
+
     def reset_warm_start(self) -> None:
-        """Forget the stored state and adjoint: the next solves start from zeros."""
+        """Forget the stored states and adjoints: the next solves start from zeros."""
         self._warm.clear()
+
+    def reset_seconds(self) -> dict[str, float]:
+        """The seconds per phase since the last reset (and start counting afresh)."""
+        out, self.seconds = self.seconds, dict.fromkeys(PHASES, 0.0)
+        return out
+
+    def warm_state(self) -> dict[str, torch.Tensor]:
+        """This process's warm-start blocks (for checkpoints; see :meth:`load_warm_state`)."""
+        return {k: v.clone() for k, v in self._warm.items()}
+
+    def load_warm_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._warm = {k: v.clone() for k, v in state.items()}
+
+    def local_layers(self) -> range:
+        """The layers whose states (and design gradient) this process holds."""
+        lo, hi = self._solver(None, 1, 0, None).bounds[0]
+        return range(lo, min(hi, self.block.depth))
 
     def extra_repr(self) -> str:
         mode = "exact" if self.exact else f"T1={self.fwd_iters}, T2={self.bwd_iters}"
         return (f"levels={self.max_levels}, cf={self.cf}, relax={self.relax}, {mode}, "
-                f"warm_start={self.warm_start}")
+                f"warm_start={self.warm_start}, ranks={self.partition.size}")
 
     # -- the two solves ------------------------------------------------------------------
+    def _solver(self, propagator, direction: int, iters: int, device, tol: float = 0.0,
+                rtol: float = 0.0, max_iter: int | None = None) -> MGRIT:
+        part = self.partition if direction > 0 else self.partition.reversed()
+        return MGRIT(propagator or _NoStep(), self.block.grid(device), max_levels=self.max_levels,
+                     cf=self.cf, relax=self.relax, cycle=self.cycle, tol=tol, rtol=rtol,
+                     max_iter=iters if max_iter is None else max_iter, direction=direction,
+                     partition=part, device=device)
+
+    def _global_max(self, x: float) -> float:
+        part = self.partition
+        return part.comm.allreduce(x, op=part.MPI.MAX) if part.size > 1 else x
+
     def _solve(self, direction: int, start: torch.Tensor, guess, propagator, iters):
         """One MGRIT solve; in exact mode to ``exact_rtol`` relative to the larger of the size
         of the states (start value, warm-start guess) and the first residual, since states
         that grow through the layers raise the round-off floor of the residual."""
-        rtol = 0.0
+        rtol, tol, max_iter = 0.0, 0.0, iters
         if self.exact:
             rtol = self.exact_rtol or (1e-13 if start.dtype == torch.float64 else 1e-5)
-            sizes = [float(start.double().norm())]
-            if guess is not None:
-                sizes.append(float(guess.double().flatten(1).norm(dim=1).max()))
-            scale = max(sizes) or math.sqrt(start.numel())
+            size = float(start.double().norm())
+            if guess is not None and guess.numel():
+                size = max(size, float(guess.double().flatten(1).norm(dim=1).max()))
+            scale = self._global_max(size) or math.sqrt(start.numel())
             tol, max_iter = rtol * scale, self.exact_max_iter or self.block.depth
-        else:
-            tol, max_iter = 0.0, iters
-        solver = MGRIT(propagator, self.block.grid(start.device), max_levels=self.max_levels,
-                       cf=self.cf, relax=self.relax, cycle=self.cycle, tol=tol, rtol=rtol,
-                       max_iter=max_iter, direction=direction, partition=self.partition,
-                       device=start.device)
+        solver = self._solver(propagator, direction, iters, start.device, tol, rtol, max_iter)
         try:
-            return solver.solve(start, guess)
+            return solver, solver.solve(start, u_init_local=guess, gather=False)
         except MGRITDivergenceError as err:
-            what = "state (forward)" if direction > 0 else "adjoint (backward)"
-            raise MGRITDivergenceError(
-                f"the layer-parallel {what} solve did not converge: the coarse levels take "
-                f"steps of {self.cf}**l * h = {self.cf}**l * {self.block.h:.3g} through layers "
-                f"that amplify too much. Use fewer levels (max_levels={self.max_levels - 1}), a "
-                f"smaller cf, a deeper network or a shorter final time T "
-                f"(T={self.block.T:g}).\n{err}") from err
+            raise MGRITDivergenceError(self._divergence_message(direction, start, err)) from err
 
-    def _guess(self, key: str, like: torch.Tensor) -> torch.Tensor | None:
+    def _divergence_message(self, direction: int, start: torch.Tensor, err) -> str:
+        what = "state (forward)" if direction > 0 else "adjoint (backward)"
+        advice = []
+        for lvl in range(1, self.max_levels):
+            H = self.cf ** lvl * self.block.h
+            a = self.block.divergence_advice(self._last_x0, 0, H, lvl, self.last_frozen)
+            if a:
+                advice.append(f"  level {lvl} (step {H:.3g}): {a}")
+        head = (f"the layer-parallel {what} solve did not converge: the coarse levels take "
+                f"steps of {self.cf}**l * h = {self.cf}**l * {self.block.h:.3g} through layers "
+                f"that amplify too much.")
+        fix = ("\n".join(advice) + "\n" if advice else "") + (
+            f"Otherwise use fewer levels (max_levels={self.max_levels - 1}), a smaller cf, a "
+            f"deeper network or a shorter final time T (T={self.block.T:g}).")
+        return f"{head}\n{fix}\n{err}"
+
+    def _guess(self, key: str, n: int, like: torch.Tensor) -> torch.Tensor | None:
         g = self._warm.get(key) if self.warm_start else None
-        shape = (self.block.depth + 1, *like.shape)
-        if g is None or g.shape != shape or g.dtype != like.dtype or g.device != like.device:
+        if g is None or g.shape != (n, *like.shape) or g.dtype != like.dtype \
+                or g.device != like.device:
             return None
         return g
 
@@ -221,36 +290,75 @@ class LayerParallel(nn.Module):
                           f"iterations at residual {res.residuals[-1]:.3e}; raise exact_max_iter "
                           f"or exact_rtol", RuntimeWarning, stacklevel=3)
 
-    def solve_state(self, x0: torch.Tensor, params: dict, frozen=None) -> torch.Tensor:
-        """x_0..x_N (N+1, *x0.shape) by T₁ MGRIT iterations (or to tolerance in exact mode)."""
-        guess = self._guess("state", x0)
+    def _final_state(self, solver: MGRIT, u_local: torch.Tensor) -> torch.Tensor:
+        """x_N (the last fine point) on every rank: one broadcast from its owner."""
+        part = solver.partition
+        N = self.block.depth
+        owner = part.owner_of(solver.hierarchy, N)
+        lo, _ = solver.bounds[0]
+        mine = u_local[N - lo].clone() if part.rank == owner else None
+        return part.bcast_from_owner(mine, owner)
+
+    def solve_state(self, x0: torch.Tensor, params: dict, frozen=None):
+        """T₁ MGRIT iterations (or to tolerance in exact mode) on the state equations.
+
+        Returns (this process's :class:`StateWindow`, x_N on every process). The window holds
+        the states of the own layers plus the right neighbour's first state.
+        """
+        key = self._state_key
+        t0 = time.perf_counter()
+        self._last_x0 = x0
         prop = StatePropagator(self.block, params, frozen)
-        res = self._solve(1, x0, guess, prop, self.fwd_iters)
+        solver = self._solver(prop, 1, self.fwd_iters, x0.device)
+        lo, hi = solver.bounds[0]
+        guess = self._guess(key, hi - lo, x0)
+        solver, res = self._solve(1, x0, guess, prop, self.fwd_iters)
         self._record("forward", res, guess)
         if self.warm_start:
-            self._warm["state"] = res.u
-        return res.u
+            self._warm[key] = res.u_local
+        t1 = time.perf_counter()
+        xN = self._final_state(solver, res.u_local)
+        right = self.partition.recv_from_right_first(res.u_local)
+        values = res.u_local if right is None else torch.cat([res.u_local, right[None]])
+        t2 = time.perf_counter()
+        self.seconds["forward"] += t1 - t0
+        self.seconds["communication"] += t2 - t1
+        return StateWindow(values, lo), xN
 
-    def solve_adjoint(self, states: torch.Tensor, params: dict, frozen, grad_out: torch.Tensor):
-        """x̄_0..x̄_N by T₂ MGRIT iterations backward in depth, then the design gradient.
+    def solve_adjoint(self, states: StateWindow, params: dict, frozen, grad_out: torch.Tensor):
+        """x̄ by T₂ MGRIT iterations backward in depth, then this rank's design gradient.
 
-        Returns (adjoints (N+1, ...), {name: ∂J/∂θ (N, ...)}) — full on every rank.
+        Returns (x̄_0 on every rank, {name: ∂J/∂θ (N, ...)} summed over the ranks).
         """
-        guess = self._guess("adjoint", grad_out)
+        t0 = time.perf_counter()
+        N = self.block.depth
         prop = AdjointPropagator(self.block, params, frozen, states)
-        g = grad_out.detach().to(states.dtype).contiguous()
-        res = self._solve(-1, g, guess, prop, self.bwd_iters)
+        g = grad_out.detach().to(states.values.dtype).contiguous()
+        solver = self._solver(prop, -1, self.bwd_iters, g.device)
+        lo, hi = solver.bounds[0]
+        guess = self._guess("adjoint", hi - lo, g)
+        solver, res = self._solve(-1, g, guess, prop, self.bwd_iters)
         self._record("backward", res, guess)
         if self.warm_start:
-            self._warm["adjoint"] = res.u
-        part = self.partition
-        rank, size = (part.rank, part.size) if part is not None else (0, 1)
-        N = self.block.depth
-        mine = range(N * rank // size, N * (rank + 1) // size)
-        grads = design_gradient(self.block, params, frozen, states, res.u, mine, prop.lin)
-        if size > 1:
-            _allreduce_sum(part, list(grads.values()))
-        return res.u, grads
+            self._warm["adjoint"] = res.u_local
+        # solver order s is physical N - s: the block holds x̄ at physical N-hi+1 .. N-lo
+        adjoints = StateWindow(res.u_local.flip(0), N - hi + 1)
+        t1 = time.perf_counter()
+        layers = self.local_layers()
+        grads = design_gradient(self.block, params, frozen, states, adjoints, layers,
+                                prop.lin_at if prop.lin is not None else None)
+        t2 = time.perf_counter()
+        part = self.partition.reversed()
+        owner = part.owner_of(solver.hierarchy, 0)   # who holds x̄_0
+        adj0 = part.bcast_from_owner(adjoints[torch.tensor([0])][0].clone()
+                                     if part.rank == owner else None, owner)
+        if self.partition.size > 1:
+            _allreduce_sum(self.partition, list(grads.values()))
+        t3 = time.perf_counter()
+        self.seconds["adjoint"] += t1 - t0
+        self.seconds["gradient"] += t2 - t1
+        self.seconds["communication"] += t3 - t2
+        return adj0, grads
 
     def _check_devices(self, x0: torch.Tensor, params: dict) -> None:
         devices = {n: p.device for n, p in params.items()}
@@ -269,8 +377,17 @@ class LayerParallel(nn.Module):
                              f"or x.to(dtype))")
 
 
+class _NoStep:
+    """A placeholder propagator for building a hierarchy only to read its partition."""
+
+    def step(self, u, i, level):  # pragma: no cover - never called
+        raise RuntimeError("placeholder propagator")
+
+
 def _allreduce_sum(partition, tensors: list[torch.Tensor]) -> None:
-    """Sum each tensor over the ranks of ``partition`` in place (through host memory)."""
+    """Sum each tensor over the ranks of ``partition`` in place (through host memory).
+
+    The ranks' blocks are disjoint (zeros elsewhere), so the sum is exact in any order."""
     import numpy as np
 
     MPI = partition.MPI
