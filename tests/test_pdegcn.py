@@ -5,8 +5,8 @@ import torch
 from mgritlab.graphs.operators import graph_operators
 from mgritlab.graphs.pdegcn import IMEX_CHOICES, PDEGCN
 from mgritlab.linalg import shifted_solve
-from mgritlab.nn.frozen import FrozenDropout
 from mgritlab.mgrit.hierarchy import build_hierarchy, uniform_grid
+from mgritlab.nn.frozen import FrozenDropout
 
 
 def random_graph(n=12, m=20, seed=0):

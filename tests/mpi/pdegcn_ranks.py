@@ -33,7 +33,7 @@ m = PDEGCN(ops, 5, 3, channels=4, layers=L, h=0.5, dropout=0.3, imex="shared", a
 opt = torch.optim.Adam(m.parameters(), lr=0.02)
 torch.manual_seed(7)
 losses = []
-for step in range(4):
+for _ in range(4):
     opt.zero_grad()
     loss = F.nll_loss(m(x), y)
     loss.backward()
