@@ -397,6 +397,11 @@ class PDEGCN(nn.Module):
             raise IndexError(f"layer index out of range 0..{self.num_layers - 1}: {idx.tolist()}")
         return self.block.step(f, idx, self.h if h is None else h, frozen=self._frozen(None))
 
+    def residual(self, f: torch.Tensor, idx) -> torch.Tensor:
+        """r_l(f) = Gᵀ σ(dropout(G f) K_lᵀ) K_l for a batch f (B, n, c) of layers idx (B,)."""
+        idx = torch.as_tensor(idx, dtype=torch.long, device=f.device).reshape(-1)
+        return self.block.residual(f, idx, self.K[idx], self._frozen(None))
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """f_0, …, f_L by the serial network (no masks are redrawn: evaluation mode, or the
         current step's masks)."""
