@@ -40,17 +40,13 @@ from torch import nn
 
 from ..linalg import shifted_solve
 from ..nn.adjoint import StatePropagator
-from ..nn.blocks import LayerStack, SerialODENet
+from ..nn.blocks import LayerStack, SerialODENet, _col
 from ..nn.frozen import FrozenDropout
 from ..nn.layer_parallel import LayerParallel
 from .operators import GraphOperators
 
 IMEX_CHOICES = ("none", "shared", "channel", "diffusion")
 LAYOUTS = ("auto", "loop", "batched")
-
-
-def _col(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return h.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 class PDEGCNBlock(LayerStack):

@@ -147,6 +147,7 @@ class LayerParallel(nn.Module):
         self.last_frozen = None
         self._last_x0: torch.Tensor | None = None
         self._state_key = "state"
+        self._bounds: dict[tuple, tuple[int, int]] = {}
         self._warm: dict[str, torch.Tensor] = {}
 
     @staticmethod
@@ -219,8 +220,16 @@ class LayerParallel(nn.Module):
 
     def local_layers(self) -> range:
         """The layers whose states (and design gradient) this process holds."""
-        lo, hi = self._solver(None, 1, 0, None).bounds[0]
+        lo, hi = self._fine_bounds(1)
         return range(lo, min(hi, self.block.depth))
+
+    def _fine_bounds(self, direction: int) -> tuple[int, int]:
+        """[lo, hi) of this process's fine block in solver order (fixed by depth, levels, cf
+        and partition: computed once)."""
+        key = (direction, id(self.partition))
+        if key not in self._bounds:
+            self._bounds[key] = self._solver(None, direction, 0, None).bounds[0]
+        return self._bounds[key]
 
     def extra_repr(self) -> str:
         mode = "exact" if self.exact else f"T1={self.fwd_iters}, T2={self.bwd_iters}"
@@ -309,8 +318,7 @@ class LayerParallel(nn.Module):
         t0 = time.perf_counter()
         self._last_x0 = x0
         prop = StatePropagator(self.block, params, frozen)
-        solver = self._solver(prop, 1, self.fwd_iters, x0.device)
-        lo, hi = solver.bounds[0]
+        lo, hi = self._fine_bounds(1)
         guess = self._guess(key, hi - lo, x0)
         solver, res = self._solve(1, x0, guess, prop, self.fwd_iters)
         self._record("forward", res, guess)
@@ -334,8 +342,7 @@ class LayerParallel(nn.Module):
         N = self.block.depth
         prop = AdjointPropagator(self.block, params, frozen, states)
         g = grad_out.detach().to(states.values.dtype).contiguous()
-        solver = self._solver(prop, -1, self.bwd_iters, g.device)
-        lo, hi = solver.bounds[0]
+        lo, hi = self._fine_bounds(-1)
         guess = self._guess("adjoint", hi - lo, g)
         solver, res = self._solve(-1, g, guess, prop, self.bwd_iters)
         self._record("backward", res, guess)
