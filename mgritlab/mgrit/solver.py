@@ -97,6 +97,9 @@ class MGRIT:
     partition : None (one process) or a :class:`mgritlab.mgrit.mpi.MPIPartition`.
     divergence_factor : raise :class:`MGRITDivergenceError` when a residual exceeds this
         multiple of the smallest residual so far, or is NaN/inf.
+    check_growth : also raise when one iteration *increases* the residual and a coarse level
+        is diagnosed unstable — for solves of a few iterations (layer-parallel training,
+        T₁ = 2), which end long before a residual could grow by ``divergence_factor``.
     """
 
     def __init__(self, propagator: Propagator | Sequence[Propagator], t, *, max_levels: int = 2,
@@ -104,7 +107,7 @@ class MGRIT:
                  coarse_propagator=None, cycle: str = "V", tol: float = 1e-7,
                  rtol: float = 0.0, max_iter: int = 100, nested: bool = False,
                  min_coarse: int = 2, direction: int = 1, partition=None,
-                 divergence_factor: float = 1e4, device=None):
+                 divergence_factor: float = 1e4, check_growth: bool = False, device=None):
         if coarse_propagator is not None:
             if isinstance(propagator, (list, tuple)):
                 raise ValueError("give either one propagator per level or coarse_propagator")
@@ -124,6 +127,7 @@ class MGRIT:
                                          direction=direction, device=device)
         self.cycle, self.tol, self.rtol, self.max_iter = cycle, tol, rtol, max_iter
         self.nested, self.divergence_factor = nested, divergence_factor
+        self.check_growth = check_growth
         self.partition = partition if partition is not None else SerialPartition()
         self.bounds = self.partition.bounds(self.hierarchy)
         self._sweeps = [relax_sweeps(lv.relax) for lv in self.hierarchy.levels]
@@ -241,6 +245,7 @@ class MGRIT:
                              "process's block of it), not both")
         blocks = self._blocks(u0, u_init, u_init_local)
         self._u0 = u0
+        self._growth_diagnosed = False
         n_c = max(self.hierarchy.levels[0].N // (self.hierarchy.levels[0].cf or 1), 1)
         self._scale = max(float(u0.abs().max()), 1e-300) * math.sqrt(n_c)
         if self.nested:
@@ -312,6 +317,14 @@ class MGRIT:
                 raise MGRITDivergenceError(
                     f"MGRIT diverged: residual {res:.3e} after iteration {len(residuals)}, "
                     f"far beyond the size of the initial state.\n" + message)
+        if (self.check_growth and len(residuals) >= 2 and res > residuals[-2]
+                and math.isfinite(res) and not self._growth_diagnosed):
+            self._growth_diagnosed = True  # once per solve: the diagnosis costs a few steps
+            unstable, message = self._diagnose(blocks)
+            if unstable:
+                raise MGRITDivergenceError(
+                    f"MGRIT diverges: iteration {len(residuals)} raised the residual from "
+                    f"{residuals[-2]:.3e} to {res:.3e}.\n" + message)
         if not math.isfinite(res) or (smallest > 0 and res > self.divergence_factor * smallest):
             raise MGRITDivergenceError(
                 f"MGRIT diverged: residual {res:.3e} after iteration {len(residuals)} "

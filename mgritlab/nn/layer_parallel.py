@@ -243,7 +243,7 @@ class LayerParallel(nn.Module):
         return MGRIT(propagator or _NoStep(), self.block.grid(device), max_levels=self.max_levels,
                      cf=self.cf, relax=self.relax, cycle=self.cycle, tol=tol, rtol=rtol,
                      max_iter=iters if max_iter is None else max_iter, direction=direction,
-                     partition=part, device=device)
+                     partition=part, check_growth=True, device=device)
 
     def _global_max(self, x: float) -> float:
         part = self.partition
