@@ -100,23 +100,34 @@ def kill_tagged(run_id: str, sig: int = signal.SIGKILL) -> int:
     return killed
 
 
-def run_mpi(command: list[str], n: int, *, timeout: float = 120.0, run_id: str | None = None,
-            env: dict | None = None, mpi_args: list[str] | None = None, cwd=None
+def run_mpi(command: list[str], n: int, *, timeout: float | None = 120.0,
+            run_id: str | None = None, env: dict | None = None,
+            mpi_args: list[str] | None = None, cwd=None, capture: bool = True
             ) -> subprocess.CompletedProcess:
     """Run ``mpiexec -n n command...``, capturing output, killed whole after ``timeout``.
 
     Raises :class:`MPITimeout` (with the output so far) when it runs too long, and
-    :class:`MPIUnavailable` when mpiexec is missing.
+    :class:`MPIUnavailable` when mpiexec is missing. ``capture=False`` lets the ranks write to
+    this terminal (long runs with progress bars; ``timeout=None`` waits for as long as they
+    run); Ctrl-C is then passed on to the ranks (SIGINT: a training run finishes its epoch
+    and checkpoints), and a second Ctrl-C kills them.
     """
     mpiexec = mpiexec_path()
     run_id = run_id or new_run_id()
     full_env = dict(os.environ if env is None else env)
     full_env[RUN_ID_ENV] = run_id
     args = [mpiexec, "-n", str(n), *mpiexec_flags(mpiexec), *(mpi_args or []), *command]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=full_env, cwd=cwd, start_new_session=True)
+    pipe = subprocess.PIPE if capture else None
+    proc = subprocess.Popen(args, stdout=pipe, stderr=subprocess.STDOUT if capture else None,
+                            text=True, env=full_env, cwd=cwd, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except KeyboardInterrupt:
+            if capture:
+                raise
+            _signal_group(proc, signal.SIGINT)
+            out, _ = proc.communicate()  # a second Ctrl-C lands in `finally`
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         out, _ = proc.communicate()
@@ -128,6 +139,13 @@ def run_mpi(command: list[str], n: int, *, timeout: float = 120.0, run_id: str |
             _kill_group(proc)
     kill_tagged(run_id)  # stragglers (e.g. a rank stuck after another failed)
     return subprocess.CompletedProcess(args, proc.returncode, out, "")
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

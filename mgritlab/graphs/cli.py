@@ -5,11 +5,19 @@
     python -m mgritlab train gcn --dataset Cora --seeds 0 1 2 3 4 --out results/pdegcn
     python -m mgritlab experiment pdegcn-stability --quick --out results/pdegcn/stability
 
+Layer-parallel training (MGRIT in depth, thesis §5.2), on one process or split over MPI ranks:
+
+    python -m mgritlab train pdegcn --layers 64 --imex shared --alpha 1 --layer-parallel \
+        --levels 3 --cf 4 --fwd-iters 2 --bwd-iters 1 --level-alpha 0 x x --seeds 0
+    mpiexec -n 2 python -m mgritlab train pdegcn --layer-parallel ...   # or: --ranks 2
+
 Options left out take the tuned defaults of ``train.preset(dataset, layers)``.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 
 def _child_subparsers(subparsers, name: str, help: str):
@@ -41,6 +49,27 @@ def register(subparsers) -> None:
             p.add_argument("--alpha", type=float, default=0.0,
                            help="α (shared/channel) or k² (diffusion)")
             p.add_argument("--learn-alpha", action="store_true")
+            lp = p.add_argument_group("layer-parallel training (MGRIT in depth)")
+            lp.add_argument("--layer-parallel", action="store_true",
+                            help="train with MGRIT forward and backward instead of serially")
+            lp.add_argument("--levels", type=int, default=None, help="MGRIT levels (3)")
+            lp.add_argument("--cf", type=int, default=None, help="coarsening factor (4)")
+            lp.add_argument("--fwd-iters", type=int, default=None,
+                            help="T1: forward MGRIT iterations per step (2)")
+            lp.add_argument("--bwd-iters", type=int, default=None,
+                            help="T2: adjoint MGRIT iterations per step (1)")
+            lp.add_argument("--relax", default=None,
+                            help="'auto' (F fine, FCF coarse), one scheme, or 'F,FCF,FCF'")
+            lp.add_argument("--cycle", default=None, choices=("V", "F"))
+            lp.add_argument("--level-alpha", nargs="+", default=None, metavar="A",
+                            help="IMEX α per level, 'x' for the layers' own α, 0 for none "
+                                 "(e.g. 0 x x: explicit fine level, α on the coarse ones)")
+            lp.add_argument("--no-warm-start", dest="warm_start", action="store_false",
+                            default=None, help="start every MGRIT solve from zeros")
+            lp.add_argument("--layout", default=None, choices=("auto", "loop", "batched"),
+                            help="how a batch of layers is stepped")
+            lp.add_argument("--ranks", type=int, default=None,
+                            help="relaunch under mpiexec -n RANKS (the layers split over ranks)")
         for name in _TUNABLE:
             if model == "gcn" and name in ("channels", "h", "lr_K", "weight_decay_K", "cg_tol",
                                            "input_dropout", "open_dropout"):
@@ -67,30 +96,111 @@ def register(subparsers) -> None:
     p.set_defaults(func=_stability)
 
 
+_LP_OPTIONS = ("levels", "cf", "fwd_iters", "bwd_iters", "relax", "cycle", "warm_start",
+               "layout")
+
+
+def _level_alpha(values):
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        if v.lower() in ("x", "none"):
+            out.append(None)
+            continue
+        try:
+            out.append(float(v))
+        except ValueError:
+            raise SystemExit(f"--level-alpha: {v!r} is neither a number nor 'x' (the layers' "
+                             f"own α); give one value per MGRIT level, e.g. 0 x x") from None
+    return out
+
+
+def _mpi_size_from_env() -> int:
+    """The number of ranks when started by mpiexec (MPICH/Hydra or Open MPI), else 1."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 1
+
+
+def _relaunch(args, argv: list[str]) -> int:
+    from ..cluster import run_mpi
+
+    i = argv.index("--ranks")
+    argv = argv[:i] + argv[i + 2:]
+    try:
+        proc = run_mpi([sys.executable, "-m", "mgritlab", *argv], args.ranks, timeout=None,
+                       capture=False)
+    except KeyboardInterrupt:
+        print(f"killed; the last checkpoints are in {args.out}, continue with --resume")
+        return 130
+    return proc.returncode
+
+
 def _train(args) -> int:
     from dataclasses import replace
 
     import torch
 
+    size = _mpi_size_from_env()
+    ranks = getattr(args, "ranks", None)
+    if ranks is not None and ranks < 1:
+        raise SystemExit(f"--ranks must be >= 1, got {ranks}")
+    if ranks and ranks > 1 and size == 1:
+        if not args.layer_parallel:
+            raise SystemExit("--ranks splits the layers over MPI ranks: add --layer-parallel")
+        return _relaunch(args, args.argv)
+    if size > 1 and not getattr(args, "layer_parallel", False):
+        raise SystemExit(f"started on {size} MPI ranks without --layer-parallel: every rank "
+                         "would train the same serial model. Add --layer-parallel, or run "
+                         "without mpiexec")
+
+    from ..mgrit import MGRITDivergenceError
     from .train import preset, train_seeds
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif size > 1:  # ranks share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
     cfg = preset(args.dataset, getattr(args, "layers", 64), args.model)
     changes = {k: getattr(args, k) for k in _TUNABLE if getattr(args, k, None) is not None}
     if args.model == "pdegcn":
         changes.update(imex=args.imex, alpha=args.alpha, learn_alpha=args.learn_alpha)
+        changes.update({k: getattr(args, k) for k in _LP_OPTIONS
+                        if getattr(args, k) is not None})
+        if args.level_alpha is not None:
+            changes["level_alpha"] = _level_alpha(args.level_alpha)
+        if args.layer_parallel:
+            changes["layer_parallel"] = True
+        elif any(k in changes for k in ("levels", "cf", "fwd_iters", "bwd_iters", "relax",
+                                        "cycle", "warm_start")):
+            raise SystemExit("MGRIT options given without --layer-parallel: add it to train "
+                             "layer-parallel, or drop them")
     cfg = replace(cfg, **changes)
+    lead = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))) == 0
     try:
         s = train_seeds(cfg, args.seeds, out_dir=args.out, resume=args.resume,
                         progress=not args.no_progress)
     except KeyboardInterrupt as err:
-        print(f"interrupted: {err or 'stopped'}; checkpoints are in {args.out}, continue with "
-              "the same command and --resume")
+        if lead:
+            print(f"interrupted: {err or 'stopped'}; checkpoints are in {args.out}, continue "
+                  "with the same command and --resume")
         return 130
-    print(f"{s['name']}: test accuracy at best validation accuracy "
-          f"{100 * s['test_mean']:.2f} ± {100 * s['test_std']:.2f} % over seeds {s['seeds']} "
-          f"(val {100 * s['val_mean']:.2f} %, {s['seconds_per_epoch']:.3f} s/epoch)")
+    except (FloatingPointError, ValueError, MGRITDivergenceError) as err:
+        # a diverged run or a bad option: the message says what to change
+        if lead:
+            print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not lead:
+        return 0
+    line = (f"{s['name']}: test accuracy at best validation accuracy "
+            f"{100 * s['test_mean']:.2f} ± {100 * s['test_std']:.2f} % over seeds {s['seeds']} "
+            f"(val {100 * s['val_mean']:.2f} %, {s['seconds_per_epoch']:.3f} s/epoch")
+    if "serial_test_mean" in s:
+        line += (f"; exact serial forward: test {100 * s['serial_test_mean']:.2f} ± "
+                 f"{100 * s['serial_test_std']:.2f} %; {s['ranks']} rank(s)")
+    print(line + ")")
     return 0
 
 

@@ -10,6 +10,15 @@ history and all RNG states (torch, numpy, random) are written atomically; a resu
 reproduces the uninterrupted one exactly (the dropout masks are drawn from the saved torch
 state). Results are JSON: per-epoch curves, best validation accuracy, test accuracy there,
 seconds per epoch.
+
+``layer_parallel=True`` trains PDE-GCN-D with MGRIT in depth (thesis §5.2; T₁ forward and T₂
+backward iterations, the IMEX term per level): under ``mpiexec -n P`` the layers are split over
+the P ranks (:class:`~mgritlab.mgrit.mpi.MPIPartition`), every rank trains in lockstep and
+rank 0 writes the results. Each epoch then also records the wall seconds per phase (forward
+MGRIT, adjoint MGRIT, gradient assembly, communication), the MGRIT residual histories, and the
+validation/test accuracy both with the layer-parallel forward used in training and with the
+exact serial forward. The MGRIT warm starts are part of the checkpoint (one file per rank), so
+a resumed layer-parallel run equals the uninterrupted one.
 """
 from __future__ import annotations
 
@@ -27,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..mgrit import MGRITDivergenceError
 
 
 @dataclass
@@ -56,6 +67,17 @@ class TrainConfig:
     cg_tol: float = 1e-6
     cg_maxiter: int = 200
     init_noise: float = 1e-3
+    # layer-parallel training (thesis §5.2): MGRIT in depth instead of the serial stack
+    layer_parallel: bool = False
+    levels: int = 3
+    cf: int = 4
+    fwd_iters: int = 2  # T₁
+    bwd_iters: int = 1  # T₂
+    relax: str = "auto"  # 'auto' (F fine, FCF coarse), one scheme, or 'F,FCF,FCF' per level
+    cycle: str = "V"
+    level_alpha: list | None = None  # IMEX α per level (None: the layers' α; 0: explicit)
+    warm_start: bool = True
+    layout: str = "auto"  # PDE-GCN-D batched layer steps: 'auto', 'loop' or 'batched'
     dtype: str = "float32"
     checkpoint_every: int = 25
     extra: dict = field(default_factory=dict)
@@ -65,12 +87,40 @@ class TrainConfig:
         if self.model == "gcn":
             return f"{self.dataset.lower()}_gcn"
         a = "" if self.imex == "none" else f"_a{self.alpha:g}"
-        return f"{self.dataset.lower()}_pdegcn_L{self.layers}_h{self.h:g}_{self.imex}{a}"
+        lp = ""
+        if self.layer_parallel:
+            lp = f"_lp{self.levels}x{self.cf}_T{self.fwd_iters}-{self.bwd_iters}"
+            if self.level_alpha is not None:
+                lp += "_la" + "-".join("x" if v is None else f"{v:g}" for v in self.level_alpha)
+        return f"{self.dataset.lower()}_pdegcn_L{self.layers}_h{self.h:g}_{self.imex}{a}{lp}"
+
+    def lp_options(self, partition=None) -> dict:
+        """The :class:`~mgritlab.graphs.pdegcn.PDEGCN` keyword arguments of a layer-parallel
+        run (empty for a serial one)."""
+        if not self.layer_parallel:
+            return {}
+        return dict(parallel=True, max_levels=self.levels, cf=self.cf,
+                    fwd_iters=self.fwd_iters, bwd_iters=self.bwd_iters,
+                    relax=_relax_option(self.relax, self.levels), cycle=self.cycle,
+                    warm_start=self.warm_start, partition=partition)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _relax_option(relax: str, levels: int):
+    """'auto' -> None (LayerParallel's default), 'FCF' -> 'FCF', 'F,FCF,FCF' -> a list."""
+    if relax == "auto":
+        return None
+    parts = [r.strip() for r in str(relax).split(",")]
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) != levels:
+        raise ValueError(f"relax={relax!r} names {len(parts)} schemes for {levels} levels: give "
+                         f"one scheme for all levels, one per level, or 'auto'")
+    return parts
 
 
 def preset(dataset: str = "Cora", layers: int = 64, model: str = "pdegcn") -> TrainConfig:
@@ -106,7 +156,8 @@ def load_graph(dataset: str, dtype: torch.dtype = torch.float32):
     return data, graph_operators(data.edge_index, data.num_nodes, dtype=dtype)
 
 
-def build_model(cfg: TrainConfig, data, ops):
+def build_model(cfg: TrainConfig, data, ops, partition=None):
+    """The model of ``cfg``; ``partition`` splits a layer-parallel body over MPI ranks."""
     from .gcn import GCN
     from .pdegcn import PDEGCN
 
@@ -120,8 +171,9 @@ def build_model(cfg: TrainConfig, data, ops):
                   layers=cfg.layers, h=cfg.h, dropout=cfg.dropout,
                   input_dropout=cfg.input_dropout, open_dropout=cfg.open_dropout,
                   imex=cfg.imex, alpha=cfg.alpha,
-                  learn_alpha=cfg.learn_alpha, cg_tol=cfg.cg_tol, cg_maxiter=cfg.cg_maxiter,
-                  init_noise=cfg.init_noise, seed=cfg.seed)
+                  learn_alpha=cfg.learn_alpha, level_alpha=cfg.level_alpha,
+                  cg_tol=cfg.cg_tol, cg_maxiter=cfg.cg_maxiter, init_noise=cfg.init_noise,
+                  layout=cfg.layout, seed=cfg.seed, **cfg.lp_options(partition))
 
 
 def build_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
@@ -176,34 +228,114 @@ def _accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
 
 
 CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "seconds")
+# a layer-parallel run also records: the exact serial forward's evaluation, the seconds of the
+# training step per phase (LayerParallel.seconds) and of the evaluation, and the residual
+# histories of the training step's forward and adjoint MGRIT solves
+LP_CURVES = ("val_loss_serial", "val_acc_serial", "test_acc_serial", "seconds_forward",
+             "seconds_adjoint", "seconds_gradient", "seconds_communication", "seconds_eval",
+             "residuals_forward", "residuals_backward")
 
 
-def _epoch(model, opt, data, hist: dict, best: dict, epoch: int) -> dict:
+def _new_history(layer_parallel: bool) -> dict:
+    return {k: [] for k in CURVES + (LP_CURVES if layer_parallel else ())}
+
+
+def _nonfinite_message(cfg: TrainConfig, loss: float, epoch: int) -> str:
+    msg = (f"the training loss is {loss} at epoch {epoch + 1}: the optimisation diverged. "
+           f"Lower the learning rates (lr={cfg.lr:g}, lr_K={cfg.lr_K:g})")
+    if cfg.model == "pdegcn":
+        msg += f" or the step size h={cfg.h:g}"
+        if cfg.imex == "none":
+            msg += ", or add an IMEX term (imex='shared', alpha > 0)"
+    if cfg.layer_parallel:
+        msg += (f"; layer-parallel: fewer levels (levels={cfg.levels}), a smaller cf (cf={cfg.cf}) "
+                f"or an IMEX α on the coarse levels (level_alpha)")
+    return msg + ". The last checkpoint and the partial results are kept."
+
+
+def _epoch(model, opt, data, hist: dict, best: dict, epoch: int, cfg: TrainConfig) -> dict:
     """One Adam step on the training nodes, then evaluation; appends to ``hist``."""
     x, y = data.x, data.y
     tr, va, te = data.train_mask, data.val_mask, data.test_mask
+    lp = model.layer_parallel() if cfg.layer_parallel else None
     t0 = time.perf_counter()
     model.train()
     opt.zero_grad(set_to_none=True)
+    if lp is not None:
+        lp.reset_seconds()
     out = model(x)
     loss = F.nll_loss(out[tr], y[tr])
+    if not torch.isfinite(loss):
+        raise FloatingPointError(_nonfinite_message(cfg, float(loss), epoch))
     loss.backward()
     opt.step()
+    t1 = time.perf_counter()
+    if lp is not None:
+        phases, stats = lp.reset_seconds(), dict(lp.stats)
     model.eval()
     with torch.no_grad():
         ev = model(x)
-    seconds = time.perf_counter() - t0
+        ev_serial = model.serial_forward(x) if lp is not None else None
+    t2 = time.perf_counter()
     val_loss = float(F.nll_loss(ev[va], y[va]))
     row = {"train_loss": float(loss.detach()), "train_acc": _accuracy(out[tr].detach(), y[tr]),
            "val_loss": val_loss, "val_acc": _accuracy(ev[va], y[va]),
-           "test_acc": _accuracy(ev[te], y[te]), "seconds": seconds}
-    for k in CURVES:
+           "test_acc": _accuracy(ev[te], y[te]), "seconds": t2 - t0}
+    if lp is not None:
+        lp.reset_seconds()  # the evaluation's solves are timed as a whole
+        row.update({"val_loss_serial": float(F.nll_loss(ev_serial[va], y[va])),
+                    "val_acc_serial": _accuracy(ev_serial[va], y[va]),
+                    "test_acc_serial": _accuracy(ev_serial[te], y[te]),
+                    "seconds_eval": t2 - t1,
+                    "residuals_forward": list(stats["forward"].residuals),
+                    "residuals_backward": list(stats["backward"].residuals)})
+        row.update({f"seconds_{k}": v for k, v in phases.items()})
+    for k in hist:
         hist[k].append(row[k])
     if row["val_acc"] > best["val_acc"] or (
             row["val_acc"] == best["val_acc"] and val_loss < best["val_loss"]):
         best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": val_loss,
                 "test_acc": row["test_acc"]}
+        if lp is not None:
+            best["test_acc_serial"] = row["test_acc_serial"]
     return best
+
+
+def _world(cfg: TrainConfig, partition):
+    """(partition or None, rank, size) of this run: the given partition, or for a
+    layer-parallel run under mpiexec an MPIPartition over MPI.COMM_WORLD."""
+    if partition == "auto":
+        partition = None
+        if cfg.layer_parallel:
+            from ..mgrit.tasks import world
+
+            comm, _, size = world()
+            if size > 1:
+                from ..mgrit.mpi import MPIPartition
+
+                partition = MPIPartition(comm)
+    if partition is None or partition.size == 1:
+        return partition, 0, 1
+    if not cfg.layer_parallel:
+        raise ValueError("a partition over several ranks needs layer_parallel=True")
+    return partition, partition.rank, partition.size
+
+
+def _any(partition, flag: bool) -> bool:
+    """The flag or-ed over the ranks (every rank stops at the same epoch)."""
+    if partition is None or partition.size == 1:
+        return flag
+    return bool(partition.comm.allreduce(int(flag), op=partition.MPI.MAX))
+
+
+def _barrier(partition) -> None:
+    if partition is not None and partition.size > 1:
+        partition.barrier()
+
+
+def _warm_path(ckpt_path: Path, rank: int, size: int, epoch: int) -> Path:
+    return ckpt_path.with_name(f"{ckpt_path.name[:-len('.ckpt.pt')]}.warm{rank}of{size}"
+                               f".e{epoch}.pt")
 
 
 def train(
@@ -214,6 +346,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    partition="auto",
 ) -> dict:
     """Train one model (one seed); returns the result dict (also written as JSON to out_dir).
 
@@ -222,25 +355,37 @@ def train(
     larger ``cfg.epochs`` a finished run is extended from its final checkpoint);
     ``stop_after`` stops after that many epochs in total, as a kill would: epochs after the
     last periodic checkpoint are redone on resume (tests). Ctrl-C or SIGTERM finishes the
-    current epoch, checkpoints and raises KeyboardInterrupt.
+    current epoch, checkpoints and raises KeyboardInterrupt. A diverging run (non-finite loss,
+    or a layer-parallel MGRIT solve that diverges) writes its partial results and raises
+    FloatingPointError / MGRITDivergenceError with what to change.
+
+    ``partition`` (layer-parallel runs): 'auto' splits the layers over MPI.COMM_WORLD when
+    started under mpiexec; or an :class:`~mgritlab.mgrit.mpi.MPIPartition` (e.g. on
+    ipyparallel engines), or None for one process. All ranks call :func:`train` alike; rank 0
+    writes the JSON and the checkpoint, every rank its own MGRIT warm starts (resume on the
+    same number of ranks). The result is the same on every rank.
     """
     from tqdm.auto import tqdm
 
+    partition, rank, size = _world(cfg, partition)
+    lead = rank == 0
     dtype = getattr(torch, cfg.dtype)
     data, ops = graph if graph is not None else load_graph(cfg.dataset, dtype)
     out_dir = Path(out_dir) if out_dir is not None else None
     stem = f"{cfg.name}_seed{cfg.seed}"
     ckpt_path = out_dir / f"{stem}.ckpt.pt" if out_dir else None
     json_path = out_dir / f"{stem}.json" if out_dir else None
-    if out_dir:
+    if out_dir and lead:
         out_dir.mkdir(parents=True, exist_ok=True)
+    _barrier(partition)
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    model = build_model(cfg, data, ops)
+    model = build_model(cfg, data, ops, partition)
+    lp = model.layer_parallel() if cfg.layer_parallel else None
     opt = build_optimizer(cfg, model)
-    hist = {k: [] for k in CURVES}
+    hist = _new_history(cfg.layer_parallel)
     best = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf, "test_acc": float("nan")}
     start = 0
 
@@ -253,49 +398,89 @@ def train(
         if _identity(_normalized(ck["config"])) != _identity(_normalized(asdict(cfg))):
             raise ValueError(f"checkpoint {ckpt_path} was written for a different configuration; "
                              "delete it or pass the same options as the interrupted run")
+        if ck.get("ranks", 1) != size:
+            raise ValueError(f"checkpoint {ckpt_path} was written by a run on {ck['ranks']} "
+                             f"MPI rank(s), this one has {size}: resume it on "
+                             f"{ck['ranks']} (mpiexec -n {ck['ranks']}, or --ranks), since "
+                             f"each rank's MGRIT warm start is stored separately")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         hist, best, start = ck["history"], ck["best"], ck["epoch"]
         _set_rng_state(ck["rng"])
+        if lp is not None:
+            lp.load_warm_state(ck["warm"] if size == 1 else torch.load(
+                _warm_path(ckpt_path, rank, size, start), weights_only=False))
 
     end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
-    bar = tqdm(range(start, end), desc=stem, disable=not progress, initial=start,
+    bar = tqdm(range(start, end), desc=stem, disable=not (progress and lead), initial=start,
                total=cfg.epochs, leave=False)
 
     def checkpoint(done: int) -> None:
-        _save_atomic({"config": asdict(cfg), "model": model.state_dict(),
-                      "optimizer": opt.state_dict(), "history": hist, "best": best,
-                      "epoch": done, "rng": _rng_state()}, ckpt_path)
+        ck = {"config": asdict(cfg), "model": model.state_dict(),
+              "optimizer": opt.state_dict(), "history": hist, "best": best,
+              "epoch": done, "rng": _rng_state(), "ranks": size}
+        if lp is not None and size == 1:
+            ck["warm"] = lp.warm_state()
+        elif lp is not None:  # each rank its own warm start, then the checkpoint that names it
+            _save_atomic(lp.warm_state(), _warm_path(ckpt_path, rank, size, done))
+            _barrier(partition)
+        if lead:
+            _save_atomic(ck, ckpt_path)
+        if lp is not None and size > 1:
+            _barrier(partition)
+            for old in ckpt_path.parent.glob(f"{stem}.warm{rank}of{size}.e*.pt"):
+                if old != _warm_path(ckpt_path, rank, size, done):
+                    old.unlink(missing_ok=True)
+
+    def result() -> dict:
+        done = len(hist["val_acc"])
+        r = {
+            "name": cfg.name, "config": _jsonable(asdict(cfg)), "finished": done >= cfg.epochs,
+            "epochs_run": done, "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
+            "test_acc_at_best_val": best["test_acc"],
+            "seconds_per_epoch": float(np.median(hist["seconds"])) if hist["seconds"] else None,
+            "torch_threads": torch.get_num_threads(), "curves": hist,
+        }
+        if lp is not None:
+            r["serial_test_acc_at_best_val"] = best.get("test_acc_serial", float("nan"))
+            r["ranks"] = size
+            r["layers_per_rank"] = len(lp.local_layers())  # rank 0's share of the states
+            r["seconds_per_epoch_by_phase"] = {  # medians; rank 0's clock
+                k: float(np.median(hist[f"seconds_{k}"])) if hist[f"seconds_{k}"] else None
+                for k in ("forward", "adjoint", "gradient", "communication", "eval")}
+        if json_path is not None and lead:
+            # the checkpoint is kept: a finished run can be extended with more --epochs
+            json_path.write_text(json.dumps(r))
+        return r
 
     stop: list[int] = []
+    stopped = False
     with _deferred_signals(stop):
-        for epoch in bar:
-            best = _epoch(model, opt, data, hist, best, epoch)
-            bar.set_postfix(loss=f"{hist['train_loss'][-1]:.3f}", val=f"{hist['val_acc'][-1]:.3f}",
-                            test_at_best_val=f"{best['test_acc']:.3f}")
-            done = epoch + 1
-            if ckpt_path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.epochs
-                                          or stop):
-                checkpoint(done)
-            if stop:  # Ctrl-C / SIGTERM: the epoch was finished and checkpointed
-                break
+        try:
+            for epoch in bar:
+                best = _epoch(model, opt, data, hist, best, epoch, cfg)
+                bar.set_postfix(loss=f"{hist['train_loss'][-1]:.3f}",
+                                val=f"{hist['val_acc'][-1]:.3f}",
+                                test_at_best_val=f"{best['test_acc']:.3f}")
+                done = epoch + 1
+                stopping = _any(partition, bool(stop))
+                if ckpt_path is not None and (done % cfg.checkpoint_every == 0
+                                              or done == cfg.epochs or stopping):
+                    checkpoint(done)
+                if stopping:  # Ctrl-C / SIGTERM: the epoch was finished and checkpointed
+                    stopped = True
+                    break
+        except (FloatingPointError, MGRITDivergenceError):
+            bar.close()
+            result()
+            raise
     bar.close()
 
-    done = len(hist["val_acc"])
-    result = {
-        "name": cfg.name, "config": _jsonable(asdict(cfg)), "finished": done >= cfg.epochs,
-        "epochs_run": done, "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
-        "test_acc_at_best_val": best["test_acc"],
-        "seconds_per_epoch": float(np.median(hist["seconds"])) if hist["seconds"] else None,
-        "torch_threads": torch.get_num_threads(), "curves": hist,
-    }
-    if json_path is not None:
-        # the checkpoint is kept: a finished run can be extended with more --epochs
-        json_path.write_text(json.dumps(result))
-    if stop:
-        raise KeyboardInterrupt(f"stopped after epoch {done} (partial result written); "
-                                "rerun with --resume to continue")
-    return result
+    r = result()
+    if stopped:
+        raise KeyboardInterrupt(f"stopped after epoch {r['epochs_run']} (partial result "
+                                "written); rerun with --resume to continue")
+    return r
 
 
 def _identity(cfg: dict) -> dict:
@@ -319,7 +504,7 @@ def summarize(results: list[dict]) -> dict:
     spe = [r["seconds_per_epoch"] for r in results if r["seconds_per_epoch"]]
     cfg = dict(results[0]["config"])
     cfg.pop("seed", None)
-    return {
+    out = {
         "name": results[0]["name"], "config": cfg,
         "seeds": [r["config"]["seed"] for r in results],
         "test_acc_at_best_val": test.tolist(), "best_val_acc": val.tolist(),
@@ -329,15 +514,23 @@ def summarize(results: list[dict]) -> dict:
         "epochs_run": [r.get("epochs_run") for r in results],
         "finished": all(r.get("finished", True) for r in results),
     }
+    if all("serial_test_acc_at_best_val" in r for r in results):
+        serial = np.array([r["serial_test_acc_at_best_val"] for r in results])
+        out.update(serial_test_acc_at_best_val=serial.tolist(),
+                   serial_test_mean=float(serial.mean()), serial_test_std=float(serial.std()),
+                   ranks=results[0].get("ranks", 1))
+    return out
 
 
 def train_seeds(cfg: TrainConfig, seeds, *, out_dir=None, resume: bool = False,
-                progress: bool = True) -> dict:
-    """Train one configuration for several seeds; writes ``<name>_summary.json`` to out_dir."""
+                progress: bool = True, partition="auto") -> dict:
+    """Train one configuration for several seeds; writes ``<name>_summary.json`` to out_dir
+    (on rank 0 of a layer-parallel run under MPI)."""
     graph = load_graph(cfg.dataset, getattr(torch, cfg.dtype))
+    partition, rank, _ = _world(cfg, partition)
     results = [train(replace(cfg, seed=int(s)), graph=graph, out_dir=out_dir, resume=resume,
-                     progress=progress) for s in seeds]
+                     progress=progress, partition=partition) for s in seeds]
     summary = summarize(results)
-    if out_dir is not None:
+    if out_dir is not None and rank == 0:
         Path(out_dir, f"{cfg.name}_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
