@@ -16,3 +16,45 @@ def test_losses_and_parameters_identical_on_1_2_3_ranks(mpirun):
         assert any(line.strip() == "OK" for line in out.splitlines()), out
         digests[n] = re.search(r"digest=(\w+)", out).group(1)
     assert digests[1] == digests[2] == digests[3], digests
+
+
+TRAIN = Path(__file__).with_name("train_lp.py")
+
+
+def test_layer_parallel_training_resumes_exactly_and_is_the_same_on_1_and_2_ranks(
+        mpirun, tmp_path):
+    digests = {}
+    for n in (1, 2):
+        out = mpirun(TRAIN, n, tmp_path, timeout=240)
+        assert any(line.strip() == "OK" for line in out.splitlines()), out
+        digests[n] = re.search(r"digest=(\w+)", out).group(1)
+    assert digests[1] == digests[2], digests
+
+
+def test_cli_trains_layer_parallel_under_mpiexec_and_with_ranks(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from mgritlab.__main__ import main
+    from mgritlab.cluster import run_mpi
+
+    args = ["train", "pdegcn", "--layers", "8", "--channels", "8", "--epochs", "3",
+            "--imex", "shared", "--alpha", "1", "--layer-parallel", "--levels", "3", "--cf", "2",
+            "--seeds", "0", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    proc = run_mpi([sys.executable, "-m", "mgritlab", *args, "--out", str(tmp_path / "two")],
+                   2, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.count("test accuracy at best validation accuracy") == 1  # rank 0 only
+    assert "2 rank(s)" in proc.stdout
+    relaunched = subprocess.run([sys.executable, "-m", "mgritlab", *args, "--out",
+                                 str(tmp_path / "ranks"), "--ranks", "2"],
+                                capture_output=True, text=True, timeout=120)
+    assert relaunched.returncode == 0, relaunched.stdout + relaunched.stderr
+    curves = {}
+    for d in ("one", "two", "ranks"):
+        r = json.loads(next((tmp_path / d).glob("*_seed0.json")).read_text())
+        curves[d] = r["curves"]["train_loss"], r["curves"]["val_loss_serial"], r["ranks"]
+    assert curves["one"][:2] == curves["two"][:2] == curves["ranks"][:2]
+    assert (curves["one"][2], curves["two"][2], curves["ranks"][2]) == (1, 2, 2)
