@@ -421,3 +421,18 @@ def test_gather_false_never_collects_a_level(levels, nested):
     ref = MGRIT(prob, t, **opts).solve(prob.u0)
     assert res.u is None and res.bounds == (0, 65)
     assert res.residuals == ref.residuals and torch.equal(res.u_local, ref.u)
+
+
+def test_speedup_model_with_xbraids_per_level_split():
+    """The thesis's setting (256 layers, 3 levels, cf 4) on 64 ranks: more ranks than coarsest
+    intervals (16), so only the per-level split fits; by hand, one V-cycle with F fine and FCF
+    coarse costs 3+2+(3+4+2+16+3)+3 plus the residual 1 = 37 in the first iteration, 34 after."""
+    costs = costs_for(257, 4, 3, ["F", "FCF", "FCF"])
+    with pytest.raises(ValueError, match="per_level"):
+        critical_path(costs, 64)
+    assert critical_path(costs, 64, first_iteration=True, distribution="per_level") == 37
+    assert critical_path(costs, 64, distribution="per_level") == 34
+    # up to the coarsest size, both splits deal out whole coarsest intervals alike
+    for p in (1, 2, 16):
+        assert critical_path(costs, p, distribution="per_level") == critical_path(costs, p)
+    assert model_speedup(costs, 2, 64, distribution="per_level") == 256 / 71

@@ -19,6 +19,12 @@ repeats a V-cycle below every level l > 0. Each iteration also evaluates the fin
 
 Communication and the cost of different batch sizes are ignored: the model is an upper bound
 that the measurement is compared against.
+
+``distribution='coarsest'`` (default) is this package's split (:func:`~.partition.block_bounds`:
+whole coarsest intervals per process, so at most N_{L−1} processes). ``'per_level'`` is the
+split of XBraid/TorchBraid, which the thesis's runs used: every level's C-intervals are
+dealt out over all P processes, n_l = ⌈(N_l/cf_l)/P⌉, so P may exceed the coarsest level's
+size (processes without coarse points idle there); the coarsest level stays sequential.
 """
 from __future__ import annotations
 
@@ -39,59 +45,69 @@ def level_costs(hierarchy: Hierarchy) -> list[LevelCost]:
     return [LevelCost(lv.N, lv.cf, relax_sweeps(lv.relax)) for lv in hierarchy.levels]
 
 
-def _intervals(costs: list[LevelCost], lvl: int, ranks: int) -> int:
+def _intervals(costs: list[LevelCost], lvl: int, ranks: int,
+               distribution: str = "coarsest") -> int:
     """C-intervals of level ``lvl`` in the largest block, split as :func:`block_bounds` does:
-    ⌈U/P⌉ coarsest intervals, each holding cf_{l+1}···cf_{L-2} intervals of level l."""
-    if ranks == 1:
-        return math.ceil(costs[lvl].steps / costs[lvl].cf)
+    ⌈U/P⌉ coarsest intervals, each holding cf_{l+1}···cf_{L-2} intervals of level l; or
+    ⌈(N_l/cf_l)/P⌉ with ``distribution='per_level'``."""
+    if ranks == 1 or distribution == "per_level":
+        return math.ceil(math.ceil(costs[lvl].steps / costs[lvl].cf) / ranks)
     units = math.ceil(costs[-1].steps / ranks)
     return units * math.prod(c.cf for c in costs[lvl + 1 : -1])
 
 
-def _cycle(costs: list[LevelCost], lvl: int, ranks: int, kind: str, first_f: bool) -> float:
+def _cycle(costs: list[LevelCost], lvl: int, ranks: int, kind: str, first_f: bool,
+           distribution: str = "coarsest") -> float:
     c = costs[lvl]
     if c.cf is None:
         return float(c.steps)
-    n = _intervals(costs, lvl, ranks)
+    n = _intervals(costs, lvl, ranks, distribution)
     f_sweep, c_sweep = (c.cf - 1) * n, n
     cost = f_sweep if first_f else 0
     cost += max(c.sweeps, 0) * (c_sweep + f_sweep) + (c_sweep if c.sweeps < 0 else 0)
     cost += 2 * n                                           # FAS restriction
-    cost += _cycle(costs, lvl + 1, ranks, kind, True)
+    cost += _cycle(costs, lvl + 1, ranks, kind, True, distribution)
     cost += f_sweep                                         # ideal interpolation
     if lvl != 0 and kind == "F":
-        cost += _cycle(costs, lvl, ranks, "V", False)
+        cost += _cycle(costs, lvl, ranks, "V", False, distribution)
     return cost
 
 
 def critical_path(hierarchy: Hierarchy | list[LevelCost], ranks: int = 1, cycle: str = "V",
-                  first_iteration: bool = False) -> float:
+                  first_iteration: bool = False, distribution: str = "coarsest") -> float:
     """σ: propagator applications on the critical path of one iteration on ``ranks`` processes.
 
     Later iterations skip the first F-relaxation on level 0 (every iteration ends with one);
-    pass ``first_iteration=True`` for the first.
+    pass ``first_iteration=True`` for the first. ``distribution``: 'coarsest' or
+    'per_level' (see the module docstring).
     """
     costs = level_costs(hierarchy) if isinstance(hierarchy, Hierarchy) else hierarchy
     if ranks < 1:
         raise ValueError(f"ranks must be >= 1, got {ranks}")
-    if ranks > costs[-1].steps:
+    if distribution not in ("coarsest", "per_level"):
+        raise ValueError(f"distribution must be 'coarsest' or 'per_level', got {distribution!r}")
+    if distribution == "coarsest" and ranks > costs[-1].steps:
         raise ValueError(f"{ranks} ranks do not fit: the coarsest level has {costs[-1].steps} "
-                         f"interval(s), at most one rank per coarsest interval")
+                         f"interval(s), at most one rank per coarsest interval (or model "
+                         f"XBraid's split with distribution='per_level')")
+    if ranks > costs[0].steps:
+        raise ValueError(f"{ranks} ranks for {costs[0].steps} fine steps: at most one rank per "
+                         f"step")
     cycle = cycle.upper()
     if len(costs) == 1:
         return float(costs[0].steps)
-    residual = _intervals(costs, 0, ranks)
-    return _cycle(costs, 0, ranks, cycle, first_iteration) + residual
+    residual = _intervals(costs, 0, ranks, distribution)
+    return _cycle(costs, 0, ranks, cycle, first_iteration, distribution) + residual
 
 
 def model_speedup(hierarchy: Hierarchy | list[LevelCost], iterations: int, ranks: int,
-                  cycle: str = "V") -> float:
+                  cycle: str = "V", distribution: str = "coarsest") -> float:
     """S = N / (iterations · σ) (the first iteration counted with its extra F-relaxation)."""
     costs = level_costs(hierarchy) if isinstance(hierarchy, Hierarchy) else hierarchy
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
-    work = critical_path(costs, ranks, cycle, first_iteration=True)
-    work += (iterations - 1) * critical_path(costs, ranks, cycle)
+    work = critical_path(costs, ranks, cycle, first_iteration=True, distribution=distribution)
+    work += (iterations - 1) * critical_path(costs, ranks, cycle, distribution=distribution)
     return costs[0].steps / work
 
 
