@@ -8,7 +8,7 @@ step.
 
 A :class:`FrozenDropout` holds only a step seed and the dropout probability of each site. The
 mask of (site, layer) is drawn the first time it is asked for, from its own reproducible stream
-(numpy PCG64 seeded with (step seed, site, layer)), and cached as booleans. So
+(numpy PCG64 seeded with (step seed, site, layer)), and cached as bytes. So
 
 * the mask of a layer is the same whichever process, batch or order asks for it — an MPI rank
   draws only the masks of the layers it evaluates, and gets the same masks as one process;
@@ -58,8 +58,12 @@ class FrozenDropout:
         """The dropout probability of ``site``."""
         return self._default if self._p is None else float(self._p.get(site, 0.0))
 
-    def keep(self, site: str, layer: int, shape: tuple, device=None) -> torch.Tensor:
-        """The boolean keep-mask of (site, layer), of ``shape``; drawn once, then cached."""
+    def _keep_u8(self, site: str, layer: int, shape: tuple, device=None) -> torch.Tensor:
+        """The keep-mask of (site, layer) as 0/1 bytes; drawn once, then cached.
+
+        Bytes, not booleans: on CPU ``x * m.to(x.dtype)`` from bytes is ~15x faster than
+        ``torch.where(bool_mask, x, 0)`` or ``x * bool_mask`` (both take a slow,
+        unvectorised path), at the same one byte per entry."""
         shape = tuple(int(s) for s in shape)
         key = (site, int(layer), shape)
         m = self._cache.get(key)
@@ -69,15 +73,19 @@ class FrozenDropout:
             # quantised to 2^-16)
             rng = np.random.default_rng([self.seed, _site_key(site), int(layer)])
             u = np.frombuffer(rng.bytes(2 * math.prod(shape)), dtype=np.uint16)
-            m = torch.from_numpy(u >= round(p * 65536)).reshape(shape)
+            m = torch.from_numpy((u >= round(p * 65536)).view(np.uint8)).reshape(shape)
             self._cache[key] = m
         return m.to(device) if device is not None else m
+
+    def keep(self, site: str, layer: int, shape: tuple, device=None) -> torch.Tensor:
+        """The boolean keep-mask of (site, layer), of ``shape``; drawn once, then cached."""
+        return self._keep_u8(site, layer, shape, device).bool()
 
     def mask(self, site: str, layer: int, shape: tuple, dtype=torch.float32,
              device=None) -> torch.Tensor:
         """The scaled mask (0 or 1/(1 − p)) of (site, layer) as ``dtype``."""
         p = self.p(site)
-        keep = self.keep(site, layer, shape, device)
+        keep = self._keep_u8(site, layer, shape, device)
         return keep.to(dtype).mul_(1.0 / (1.0 - p))
 
     def apply(self, x: torch.Tensor, site: str, layer: int = 0) -> torch.Tensor:
@@ -85,9 +93,8 @@ class FrozenDropout:
         p = self.p(site)
         if p == 0.0:
             return x
-        keep = self.keep(site, layer, tuple(x.shape), x.device)
-        return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device)) * (
-            1.0 / (1.0 - p))
+        keep = self._keep_u8(site, layer, tuple(x.shape), x.device)
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
 
     def stack(self, site: str, layers: Iterable[int], shape: tuple, dtype=torch.float32,
               device=None) -> torch.Tensor:
