@@ -154,10 +154,9 @@ class PDEGCNBlock(LayerStack):
 
     def _residual1(self, f, k: int, K, frozen, ops: GraphOperators | None = None):
         ops = self.ops if ops is None else ops
-        g = ops.grad(f)
-        if frozen is not None:
-            g = frozen.apply(g, "grad", k)
-        return ops.div(torch.relu(g @ K.t())) @ K
+        if torch.is_grad_enabled() and (f.requires_grad or K.requires_grad):
+            return _LayerResidual.apply(f, K, ops, frozen, k)
+        return _residual_forward(f, K, ops, frozen, k)[0]
 
     def alpha_at(self, k: torch.Tensor, theta: dict, level: int):
         """α of the layers k on ``level`` (None where the level is explicit)."""
@@ -183,18 +182,65 @@ class PDEGCNBlock(LayerStack):
                           tol=self.cg_tol, maxiter=self.cg_maxiter, batch_dim=-1)
         return y.view(n, B, c).transpose(0, 1)
 
+    def apply_M(self, r: torch.Tensor, k: torch.Tensor, theta: dict, h: torch.Tensor,
+                level: int) -> torch.Tensor:
+        """M_l^{(level)} r for a batch r (B, n, c) of layers k with steps h (B,). M is
+        symmetric in every variant, so this is also Mᵀ (the adjoint step uses it)."""
+        a = self.alpha_at(k, theta, level)
+        if a is None:
+            return r
+        if self.imex == "diffusion" and self._layout(r.device) == "loop":
+            # one CG per layer: a layer's result never depends on its batch
+            return torch.stack([self.imex_factor(r[b : b + 1], a[b : b + 1], h[b : b + 1])[0]
+                                for b in range(k.numel())])
+        return self.imex_factor(r, a, h)
+
     def phi(self, x, k, theta, h, frozen=None, level=0):
         """f − h M_l^{(level)} r_l(f) for a batch f (B, n, c) of layers k with steps h."""
         h = torch.as_tensor(h, dtype=x.dtype, device=x.device).expand(k.numel())
         r = self.residual(x, k, theta["K"], frozen)
-        if self.imex == "diffusion" and self._layout(x.device) == "loop":
-            a = self.alpha_at(k, theta, level)
-            r = r if a is None else torch.stack(
-                [self.imex_factor(r[b : b + 1], a[b : b + 1], h[b : b + 1])[0]
-                 for b in range(k.numel())])
+        return x - _col(h, x) * self.apply_M(r, k, theta, h, level)
+
+    # -- the adjoint step in closed form ---------------------------------------------------
+    def linearize(self, x, k, theta, frozen=None):
+        """{'relu': σ'(z_k) as bytes (B, m, c)}, z_k = dropout(G x_k) K_kᵀ: what every adjoint
+        step of layer k reuses, on every level (z does not depend on the step h)."""
+        K = theta["K"]
+        d = torch.empty((x.shape[0], self.ops.num_edges, x.shape[-1]), dtype=torch.uint8,
+                        device=x.device)
+        for b in range(x.shape[0]):
+            g = self.ops.grad(x[b])
+            if frozen is not None:
+                g = frozen.apply(g, "grad", int(k[b]))
+            d[b] = (g @ K[b].t()) > 0
+        return {"relu": d}
+
+    def vjp_x(self, x, k, theta, h, frozen, v, lin=None, level=0):
+        """(∂Φ/∂f)ᵀ v = v − h J_rᵀ M v with J_rᵀ w = Gᵀ D ((σ'(z) ⊙ G (w K_lᵀ)) K_l) (D the
+        dropout mask; M is symmetric): two SpMMs and two c×c products per layer, without
+        re-evaluating the layer as autograd's generic product does. Thesis eq. 3.15."""
+        if lin is None:
+            return super().vjp_x(x, k, theta, h, frozen, v, lin, level)
+        h = torch.as_tensor(h, dtype=v.dtype, device=v.device).expand(k.numel())
+        # the operations of autograd's backward through phi, in its order, so that the
+        # serial network's back-propagation and this adjoint step agree bit for bit
+        w = self.apply_M(-v * _col(h, v), k, theta, h, level)
+        K, relu = theta["K"], lin["relu"]
+        if self._layout(v.device) == "loop" or v.shape[0] == 1:
+            out = torch.empty_like(v)
+            for b in range(v.shape[0]):
+                out[b] = _residual_vjp_f(w[b], K[b], relu[b], self.ops, frozen, int(k[b]))[0]
+            return v + out
         else:
-            r = self.imex_factor(r, self.alpha_at(k, theta, level), h)
-        return x - _col(h, x) * r
+            B, n, c = v.shape
+            wk = torch.bmm(w, K.transpose(1, 2))
+            gw = self.ops.grad(wk.transpose(0, 1).reshape(n, B * c)).view(-1, B, c)
+            q = gw.transpose(0, 1) * relu.to(v.dtype)
+            q = torch.bmm(q, K)  # (B, m, c)
+            if frozen is not None:
+                q = torch.stack([frozen.apply(q[b], "grad", int(k[b])) for b in range(B)])
+            out = self.ops.div(q.transpose(0, 1).reshape(-1, B * c)).view(n, B, c)
+            return v + out.transpose(0, 1)
 
     def draw_frozen(self, x0, generator=None):
         """The 'grad' dropout masks of one pair (when the block runs without its model)."""
@@ -244,6 +290,59 @@ class PDEGCNBlock(LayerStack):
         la = "" if self.level_alpha is None else f", level_alpha={self.level_alpha}"
         return (f"layers={self.depth}, channels={self.channels}, h={self.h:g}, "
                 f"imex={self.imex}{la}, layout={self.layout}")
+
+
+def _residual_forward(f, K, ops: GraphOperators, frozen, k: int):
+    """r = Gᵀ σ(D(G f) K_lᵀ) K_l for one layer (n, c), with what its adjoint needs:
+    (r, σ'(z) as bytes, b = Gᵀ σ(z))."""
+    g = ops.grad(f)
+    if frozen is not None:
+        g = frozen.apply(g, "grad", k)
+    z = g @ K.t()
+    b = ops.div(torch.relu(z))
+    return b @ K, z > 0, b
+
+
+def _residual_vjp_f(w, K, relu, ops: GraphOperators, frozen, k: int):
+    """(J_rᵀ w, ∂r/∂z ᵀ w) for one layer: with r = b K_l, b = Gᵀ σ(z), z = D(G f) K_lᵀ,
+
+        ∂b = w K_lᵀ,  ∂z = σ'(z) ⊙ G ∂b,  J_rᵀ w = Gᵀ D (∂z K_l).
+    """
+    gz = ops.grad(w @ K.t()) * relu.to(w.dtype)
+    q = gz @ K
+    if frozen is not None:
+        q = frozen.apply(q, "grad", k)
+    return ops.div(q), gz
+
+
+class _LayerResidual(torch.autograd.Function):
+    """r_l(f) with its closed-form backward: keeps σ'(z) as one byte per edge and channel and
+    b = Gᵀσ(z) (n × c), instead of autograd's float intermediates on the m edges; the same
+    arithmetic as :meth:`PDEGCNBlock.vjp_x`, so that back-propagation through the serial
+    network and the layer-parallel adjoint agree bit for bit.
+
+    ∂J/∂K_l = bᵀ w + (∂z)ᵀ D(G f) for r = b K_l, z = D(G f) K_lᵀ.
+    """
+
+    @staticmethod
+    def forward(ctx, f, K, ops, frozen, k):
+        r, relu, b = _residual_forward(f, K, ops, frozen, k)
+        ctx.save_for_backward(f, K, relu.to(torch.uint8), b)
+        ctx.ops, ctx.frozen, ctx.k = ops, frozen, k
+        return r
+
+    @staticmethod
+    def backward(ctx, w):
+        f, K, relu, b = ctx.saved_tensors
+        ops, frozen, k = ctx.ops, ctx.frozen, ctx.k
+        gf, gz = _residual_vjp_f(w, K, relu, ops, frozen, k)
+        gK = None
+        if ctx.needs_input_grad[1]:
+            g = ops.grad(f)
+            if frozen is not None:
+                g = frozen.apply(g, "grad", k)
+            gK = b.t() @ w + gz.t() @ g
+        return (gf if ctx.needs_input_grad[0] else None), gK, None, None, None
 
 
 class PDEGCN(nn.Module):
