@@ -24,6 +24,11 @@ depth). On MGRIT's coarse level ℓ a step is h_ℓ = cf^ℓ·h with the weights
 the coarse point, and the IMEX term may be chosen **per level** (``level_alpha``: e.g. none on
 the fine level and α on the coarse ones, thesis fig. 5.10) — the same block, not a second model.
 
+The adjoint of a layer is in closed form (thesis eq. 3.15: J_rᵀ w = Gᵀ D((σ'(z) ⊙ G(w K_lᵀ)) K_l),
+with σ'(z) kept as one byte per edge and channel): :meth:`PDEGCNBlock.vjp_x` for MGRIT's adjoint
+steps, and the same arithmetic as the custom backward of the serial network, so a one-level
+layer-parallel run and back-propagation agree bit for bit (loop layout).
+
 Dropout masks are frozen per training step (:class:`~mgritlab.nn.frozen.FrozenDropout`: one
 step seed, masks drawn lazily per (site, layer)); within one forward/backward pair — and the
 many re-evaluations of a layer inside MGRIT — each layer is one fixed function f ↦ Φ_l(f).
@@ -156,7 +161,7 @@ class PDEGCNBlock(LayerStack):
         ops = self.ops if ops is None else ops
         if torch.is_grad_enabled() and (f.requires_grad or K.requires_grad):
             return _LayerResidual.apply(f, K, ops, frozen, k)
-        return _residual_forward(f, K, ops, frozen, k)[0]
+        return _residual_forward(f, K, ops, frozen, k, adjoint=False)[0]
 
     def alpha_at(self, k: torch.Tensor, theta: dict, level: int):
         """α of the layers k on ``level`` (None where the level is explicit)."""
@@ -203,17 +208,16 @@ class PDEGCNBlock(LayerStack):
 
     # -- the adjoint step in closed form ---------------------------------------------------
     def linearize(self, x, k, theta, frozen=None):
-        """{'relu': σ'(z_k) as bytes (B, m, c)}, z_k = dropout(G x_k) K_kᵀ: what every adjoint
-        step of layer k reuses, on every level (z does not depend on the step h)."""
+        """{'relu': σ'(z_k) as bytes (B, m, c), 'b': Gᵀσ(z_k) (B, n, c)}, z_k = dropout(G x_k)
+        K_kᵀ: what every adjoint step of layer k reuses, on every level (z does not depend on
+        the step h), and the design gradient."""
         K = theta["K"]
         d = torch.empty((x.shape[0], self.ops.num_edges, x.shape[-1]), dtype=torch.uint8,
                         device=x.device)
+        b_ = torch.empty_like(x)
         for b in range(x.shape[0]):
-            g = self.ops.grad(x[b])
-            if frozen is not None:
-                g = frozen.apply(g, "grad", int(k[b]))
-            d[b] = (g @ K[b].t()) > 0
-        return {"relu": d}
+            _, d[b], b_[b] = _residual_forward(x[b], K[b], self.ops, frozen, int(k[b]))
+        return {"relu": d, "b": b_}
 
     def vjp_x(self, x, k, theta, h, frozen, v, lin=None, level=0):
         """(∂Φ/∂f)ᵀ v = v − h J_rᵀ M v with J_rᵀ w = Gᵀ D ((σ'(z) ⊙ G (w K_lᵀ)) K_l) (D the
@@ -241,6 +245,19 @@ class PDEGCNBlock(LayerStack):
                 q = torch.stack([frozen.apply(q[b], "grad", int(k[b])) for b in range(B)])
             out = self.ops.div(q.transpose(0, 1).reshape(-1, B * c)).view(n, B, c)
             return v + out.transpose(0, 1)
+
+    def vjp_theta(self, x, k, theta, h, frozen, v, lin=None, level=0):
+        """(∂Φ/∂K_l)ᵀ v = bᵀ w + (∂z)ᵀ D(G f) with w = M(−h v) (thesis eq. 3.17), by the
+        arithmetic of the layer's backward; a learnable α goes through autograd."""
+        if lin is None or set(theta) != {"K"} or self._layout(v.device) != "loop":
+            return super().vjp_theta(x, k, theta, h, frozen, v, lin, level)
+        h = torch.as_tensor(h, dtype=v.dtype, device=v.device).expand(k.numel())
+        w = self.apply_M(-v * _col(h, v), k, theta, h, level)
+        K, gK = theta["K"], torch.empty_like(theta["K"])
+        for b in range(v.shape[0]):
+            gz = _residual_gz(w[b], K[b], lin["relu"][b], self.ops)
+            gK[b] = _design_K(x[b], w[b], gz, lin["b"][b], self.ops, frozen, int(k[b]))
+        return {"K": gK}
 
     def draw_frozen(self, x0, generator=None):
         """The 'grad' dropout masks of one pair (when the block runs without its model)."""
@@ -292,15 +309,15 @@ class PDEGCNBlock(LayerStack):
                 f"imex={self.imex}{la}, layout={self.layout}")
 
 
-def _residual_forward(f, K, ops: GraphOperators, frozen, k: int):
+def _residual_forward(f, K, ops: GraphOperators, frozen, k: int, adjoint: bool = True):
     """r = Gᵀ σ(D(G f) K_lᵀ) K_l for one layer (n, c), with what its adjoint needs:
-    (r, σ'(z) as bytes, b = Gᵀ σ(z))."""
+    (r, σ'(z) as booleans, b = Gᵀ σ(z)); only r (and None, None) if not ``adjoint``."""
     g = ops.grad(f)
     if frozen is not None:
         g = frozen.apply(g, "grad", k)
     z = g @ K.t()
     b = ops.div(torch.relu(z))
-    return b @ K, z > 0, b
+    return (b @ K, z > 0, b) if adjoint else (b @ K, None, None)
 
 
 def _residual_vjp_f(w, K, relu, ops: GraphOperators, frozen, k: int):
@@ -308,11 +325,24 @@ def _residual_vjp_f(w, K, relu, ops: GraphOperators, frozen, k: int):
 
         ∂b = w K_lᵀ,  ∂z = σ'(z) ⊙ G ∂b,  J_rᵀ w = Gᵀ D (∂z K_l).
     """
-    gz = ops.grad(w @ K.t()) * relu.to(w.dtype)
+    gz = _residual_gz(w, K, relu, ops)
     q = gz @ K
     if frozen is not None:
         q = frozen.apply(q, "grad", k)
     return ops.div(q), gz
+
+
+def _residual_gz(w, K, relu, ops: GraphOperators):
+    """∂z = σ'(z) ⊙ G (w K_lᵀ): the edge sensitivities of one layer."""
+    return ops.grad(w @ K.t()) * relu.to(w.dtype)
+
+
+def _design_K(f, w, gz, b, ops: GraphOperators, frozen, k: int):
+    """∂J/∂K_l = bᵀ w + (∂z)ᵀ D(G f) (r = b K_l, z = D(G f) K_lᵀ)."""
+    g = ops.grad(f)
+    if frozen is not None:
+        g = frozen.apply(g, "grad", k)
+    return b.t() @ w + gz.t() @ g
 
 
 class _LayerResidual(torch.autograd.Function):
@@ -335,14 +365,14 @@ class _LayerResidual(torch.autograd.Function):
     def backward(ctx, w):
         f, K, relu, b = ctx.saved_tensors
         ops, frozen, k = ctx.ops, ctx.frozen, ctx.k
-        gf, gz = _residual_vjp_f(w, K, relu, ops, frozen, k)
+        gf, gz = None, None
+        if ctx.needs_input_grad[0]:
+            gf, gz = _residual_vjp_f(w, K, relu, ops, frozen, k)
         gK = None
         if ctx.needs_input_grad[1]:
-            g = ops.grad(f)
-            if frozen is not None:
-                g = frozen.apply(g, "grad", k)
-            gK = b.t() @ w + gz.t() @ g
-        return (gf if ctx.needs_input_grad[0] else None), gK, None, None, None
+            gz = _residual_gz(w, K, relu, ops) if gz is None else gz
+            gK = _design_K(f, w, gz, b, ops, frozen, k)
+        return gf, gK, None, None, None
 
 
 class PDEGCN(nn.Module):

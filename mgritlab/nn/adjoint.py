@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .blocks import LayerStack
+from .blocks import LayerStack, as_slice
 
 
 @dataclass
@@ -40,7 +40,7 @@ class StateWindow:
         if k.numel() and (int(k.min()) < self.lo or int(k.max()) >= self.hi):
             raise IndexError(f"states {k.min().item()}..{k.max().item()} requested but this "
                              f"process holds layers {self.lo}..{self.hi - 1} only")
-        return self.values[k - self.lo]
+        return self.values[as_slice(k - self.lo)]
 
 
 class StatePropagator:
@@ -80,8 +80,18 @@ class AdjointPropagator:
 
     def step(self, v, i, level):
         k = level.fine_index(i - 1)          # the forward step i-1 -> i this one transposes
-        return self.block.vjp_x(self.states[k], k, self.block.take(self.params, k),
-                                level.h(i), self.frozen, v, self.lin_at(k), level.index)
+        h = level.h(i)
+        if k.numel() > 1 and int(k[0]) > int(k[-1]):
+            # layers in decreasing order (the backward hierarchy's solver order): step them
+            # in increasing order, so that states, parameters and linearisations are views
+            # (slices), not copies; each layer's result does not depend on its batch
+            h = h.flip(0) if torch.is_tensor(h) and h.dim() else h
+            return self._vjp(v.flip(0), k.flip(0), h, level).flip(0)
+        return self._vjp(v, k, h, level)
+
+    def _vjp(self, v, k, h, level):
+        return self.block.vjp_x(self.states[k], k, self.block.take(self.params, k), h,
+                                self.frozen, v, self.lin_at(k), level.index)
 
 
 def design_gradient(block: LayerStack, params: dict[str, torch.Tensor], frozen,

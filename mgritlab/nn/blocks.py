@@ -68,6 +68,27 @@ def _col(h, like: torch.Tensor):
     return h
 
 
+def as_slice(k: torch.Tensor):
+    """``k`` as a slice when it is an increasing arithmetic progression (indexing with it is
+    then a view, not a copy of the rows: the design gradient takes all held layers at once),
+    else ``k`` itself."""
+    if isinstance(k, slice):
+        return k
+    k = torch.as_tensor(k)
+    if k.dim() != 1 or k.numel() == 0 or k.dtype not in (torch.int64, torch.int32):
+        return k
+    first = int(k[0])
+    if k.numel() == 1:
+        return slice(first, first + 1) if first >= 0 else k
+    step = int(k[1]) - first
+    if step < 1 or first < 0:
+        return k
+    if not torch.equal(k, torch.arange(first, first + step * k.numel(), step,
+                                       dtype=k.dtype, device=k.device)):
+        return k
+    return slice(first, first + step * (k.numel() - 1) + 1, step)
+
+
 class LayerStack(nn.Module):
     """N layers with stacked parameters on the depth interval [0, T]: the layer contract.
 
@@ -124,10 +145,12 @@ class LayerStack(nn.Module):
 
     @staticmethod
     def take(stacked: dict[str, torch.Tensor] | None, k: torch.Tensor):
-        """Rows ``k`` of every stacked tensor: the parameters of the layers ``k``."""
+        """Rows ``k`` of every stacked tensor: the parameters of the layers ``k`` (a view
+        where ``k`` is evenly spaced, as MGRIT's layer indices are)."""
         if stacked is None:
             return None
-        return {n: p[k] for n, p in stacked.items()}
+        rows = as_slice(k)
+        return {n: p[rows] for n, p in stacked.items()}
 
     def linearize(self, x, k, theta, frozen=None) -> dict[str, torch.Tensor] | None:
         """What every vector–Jacobian product at the states ``x`` of layers ``k`` can reuse,
