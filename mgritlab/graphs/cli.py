@@ -95,6 +95,23 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_stability)
 
+    p = exp.add_parser("pdegcn-mgrit",
+                       help="thesis §5.2: PDE-GCN-D trained with MGRIT, α per (levels, cf)")
+    p.add_argument("what", nargs="?", default="all", choices=("alpha", "coarse", "serial", "all"),
+                   help="alpha: figs. 5.6-5.9; coarse: fig. 5.10 (α on the coarse levels "
+                        "only, at the best α of the alpha sweep); serial: the reference; all")
+    p.add_argument("--dataset", default="Cora")
+    p.add_argument("--quick", action="store_true", help="16 layers, 6 epochs, one seed (minutes)")
+    p.add_argument("--layers", type=int, default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--alphas", type=float, nargs="+", default=None)
+    p.add_argument("--out", default="runs/pdegcn_mgrit")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--progress", action="store_true", help="a progress bar per run")
+    p.set_defaults(func=_mgrit_experiment)
+
 
 _LP_OPTIONS = ("levels", "cf", "fwd_iters", "bwd_iters", "relax", "cycle", "warm_start",
                "layout")
@@ -214,4 +231,36 @@ def _stability(args) -> int:
     rows = stability_sweep(dataset=args.dataset, quick=args.quick, seeds=args.seeds,
                            epochs=args.epochs, out_dir=args.out, resume=args.resume)
     print(format_table(rows))
+    return 0
+
+
+def _mgrit_experiment(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from . import mgrit_experiments as mx
+    from .train import load_graph
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    common = dict(quick=args.quick, layers=args.layers, epochs=args.epochs, seeds=args.seeds,
+                  dataset=args.dataset, out_dir=args.out, resume=args.resume,
+                  progress=args.progress)
+    graph = load_graph(args.dataset)
+    records = []
+    try:
+        if args.what in ("serial", "all"):
+            records += mx.serial_reference(graph=graph, **common)
+        if args.what in ("alpha", "coarse", "all"):
+            records += mx.alpha_sweep(graph=graph, alphas=args.alphas, **common)
+        if args.what in ("coarse", "all"):
+            best = mx.best_alpha(records)
+            print("best α per (levels, cf) by validation accuracy:", best)
+            records += mx.coarse_only_sweep(best, graph=graph, **common)
+    except KeyboardInterrupt:
+        print(f"interrupted; the runs so far are in {args.out}: continue with --resume")
+        return 130
+    mx.save(records, Path(args.out) / f"mgrit_{args.what}.json")
+    print(mx.format_table(records))
     return 0

@@ -391,8 +391,16 @@ def train(
 
     if resume and json_path is not None and json_path.exists():
         done = json.loads(json_path.read_text())
-        if done.get("finished") and _normalized(done.get("config", {})) == _normalized(asdict(cfg)):
-            return done
+        if _normalized(done.get("config", {})) == _normalized(asdict(cfg)):
+            if done.get("finished"):
+                return done
+            if done.get("diverged") and done["epochs_run"] < cfg.epochs:
+                err_type = (MGRITDivergenceError if done["diverged"]["error"]
+                            == "MGRITDivergenceError" else FloatingPointError)
+                err = err_type(f"(recorded in {json_path}; delete it to train again) "
+                               + done["diverged"]["message"])
+                err.partial_result = done
+                raise err
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
         if _identity(_normalized(ck["config"])) != _identity(_normalized(asdict(cfg))):
@@ -432,14 +440,14 @@ def train(
                 if old != _warm_path(ckpt_path, rank, size, done):
                     old.unlink(missing_ok=True)
 
-    def result() -> dict:
+    def result(diverged: dict | None = None) -> dict:
         done = len(hist["val_acc"])
         r = {
             "name": cfg.name, "config": _jsonable(asdict(cfg)), "finished": done >= cfg.epochs,
             "epochs_run": done, "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
             "test_acc_at_best_val": best["test_acc"],
             "seconds_per_epoch": float(np.median(hist["seconds"])) if hist["seconds"] else None,
-            "torch_threads": torch.get_num_threads(), "curves": hist,
+            "torch_threads": torch.get_num_threads(), "curves": hist, "diverged": diverged,
         }
         if lp is not None:
             r["serial_test_acc_at_best_val"] = best.get("test_acc_serial", float("nan"))
@@ -470,9 +478,12 @@ def train(
                 if stopping:  # Ctrl-C / SIGTERM: the epoch was finished and checkpointed
                     stopped = True
                     break
-        except (FloatingPointError, MGRITDivergenceError):
+        except (FloatingPointError, MGRITDivergenceError) as err:
             bar.close()
-            result()
+            # recorded, so that a resumed sweep does not train the same divergence again
+            diverged = {"epoch": len(hist["val_acc"]) + 1, "error": type(err).__name__,
+                        "message": str(err)}
+            err.partial_result = result(diverged)
             raise
     bar.close()
 

@@ -1,0 +1,244 @@
+"""PDE-GCN-D trained with MGRIT on CORA: the thesis's §5.2–5.3 experiments as functions.
+
+Every run is layer-parallel training (:func:`~mgritlab.graphs.train.train` with
+``layer_parallel=True``) with the thesis's MGRIT settings — T₁ = 2 forward and T₂ = 1 backward
+iterations, warm starts, F-relaxation on the fine level and FCF on the coarse levels — and the
+tuned serial hyperparameters of :func:`~mgritlab.graphs.train.preset` (64-layer CORA: the
+authors' settings). The experiments:
+
+* :func:`alpha_sweep` — figs. 5.6–5.9: 64 layers, (levels, cf) ∈ {(2,2), (2,4), (3,2), (3,4)},
+  a shared IMEX term α ∈ {0, 0.1, 1, 2.5, 5, 10} on every level. The thesis finds the best α
+  1.0, 2.5, 2.5, 5.0 ("grows with the number of levels and cf").
+* :func:`coarse_only_sweep` — fig. 5.10: the same α on the coarse levels only (explicit fine
+  level, ``level_alpha=[0, α, …]``) beside α on all levels; the thesis found no advantage.
+* :func:`serial_reference` — the serial network (α = 0) that every accuracy is compared with.
+
+A run whose MGRIT solve diverges (an explicit coarse level past its stability limit: the solver
+names the level and the α that would stabilise it) is recorded as diverged at that epoch, with
+the curves up to there — the thesis's α = 0 curves, which TorchBraid trains on regardless.
+Records are tidy dicts (one per run); model selection as everywhere in the package: the test
+accuracy at the epoch of best validation accuracy, measured with the layer-parallel forward and
+with the exact serial forward.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+HIERARCHIES = ((2, 2), (2, 4), (3, 2), (3, 4))  # (levels, cf)
+ALPHAS = (0.0, 0.1, 1.0, 2.5, 5.0, 10.0)
+THESIS_BEST_ALPHA = {(2, 2): 1.0, (2, 4): 2.5, (3, 2): 2.5, (3, 4): 5.0}  # figs. 5.6–5.9
+EPOCHS = 150  # §5.3
+
+QUICK = dict(layers=16, channels=16, epochs=6, hierarchies=((2, 2), (3, 4)),
+             alphas=(0.0, 1.0, 5.0), seeds=(0,))
+
+
+def lp_config(levels: int, cf: int, alpha: float, *, layers: int = 64, epochs: int = EPOCHS,
+              coarse_only: bool = False, dataset: str = "Cora", seed: int = 0,
+              channels: int | None = None):
+    """The TrainConfig of one MGRIT run: the tuned serial settings, MGRIT with (levels, cf),
+    T₁ = 2, T₂ = 1, and a shared α on all levels (or on the coarse levels only)."""
+    from .train import preset
+
+    base = preset(dataset, layers)
+    if channels is not None:
+        base = replace(base, channels=channels)
+    if coarse_only and alpha == 0:
+        raise ValueError("coarse_only with alpha=0 is the explicit network: use alpha > 0")
+    level_alpha = [0.0] + [float(alpha)] * (levels - 1) if coarse_only else None
+    return replace(base, epochs=epochs, seed=int(seed), layer_parallel=True, levels=levels,
+                   cf=cf, fwd_iters=2, bwd_iters=1, relax="auto", cycle="V", warm_start=True,
+                   imex="none" if alpha == 0 else "shared", alpha=float(alpha),
+                   level_alpha=level_alpha)
+
+
+def run(cfg, *, graph=None, out_dir=None, resume: bool = False, progress: bool = False,
+        experiment: str = "") -> dict:
+    """Train one configuration; a diverging MGRIT solve is a result, not an error."""
+    from ..mgrit import MGRITDivergenceError
+    from .train import train
+
+    try:
+        r = train(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress)
+    except MGRITDivergenceError as err:
+        r = err.partial_result
+    return record(r, experiment)
+
+
+def record(r: dict, experiment: str = "") -> dict:
+    """The tidy record of a result dict of :func:`~mgritlab.graphs.train.train`."""
+    cfg, c = r["config"], r["curves"]
+    la = cfg.get("level_alpha")
+    return {
+        "experiment": experiment, "layers": cfg["layers"],
+        "parallel": bool(cfg.get("layer_parallel")),
+        "levels": cfg.get("levels") if cfg.get("layer_parallel") else 1,
+        "cf": cfg.get("cf") if cfg.get("layer_parallel") else None,
+        "alpha": cfg["alpha"] if cfg["imex"] != "none" else 0.0,
+        "coarse_only": la is not None and la[0] == 0.0, "seed": cfg["seed"],
+        "epochs_run": r["epochs_run"], "finished": r["finished"],
+        "diverged": r.get("diverged"),
+        "best_epoch": r["best_epoch"], "best_val_acc": r["best_val_acc"],
+        "test_acc_at_best_val": r["test_acc_at_best_val"],
+        "serial_test_acc_at_best_val": r.get("serial_test_acc_at_best_val",
+                                             r["test_acc_at_best_val"]),
+        "seconds_per_epoch": r["seconds_per_epoch"],
+        "seconds_per_epoch_by_phase": r.get("seconds_per_epoch_by_phase"),
+        "ranks": r.get("ranks", 1),
+        "val_acc": c["val_acc"], "test_acc": c["test_acc"],
+        "test_acc_serial": c.get("test_acc_serial", c["test_acc"]),
+        "train_loss": c["train_loss"], "seconds": c["seconds"],
+    }
+
+
+def _options(quick: bool, **given) -> dict:
+    full = dict(layers=64, channels=None, epochs=EPOCHS, hierarchies=HIERARCHIES,
+                alphas=ALPHAS, seeds=(0, 1, 2))
+    opts = dict(QUICK if quick else full)
+    opts.update({k: v for k, v in given.items() if v is not None})
+    return opts
+
+
+def _seed_major(configs, seeds):
+    """Seed 0 of every configuration first: an interrupted sweep covers all of them early."""
+    return [(replace(cfg, seed=int(s)), s) for s in seeds for cfg in configs]
+
+
+def serial_reference(*, quick: bool = False, layers=None, channels=None, epochs=None,
+                     seeds=None, dataset: str = "Cora", graph=None, out_dir=None,
+                     resume: bool = False, progress: bool = False) -> list[dict]:
+    """The serial network (α = 0, the tuned settings) for the same epochs and seeds."""
+    from .train import load_graph, preset
+
+    o = _options(quick, layers=layers, channels=channels, epochs=epochs, seeds=seeds)
+    graph = graph if graph is not None else load_graph(dataset)
+    base = replace(preset(dataset, o["layers"]), epochs=o["epochs"])
+    if o["channels"] is not None:
+        base = replace(base, channels=o["channels"])
+    return [run(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress,
+                experiment="serial") for cfg, _ in _seed_major([base], o["seeds"])]
+
+
+def alpha_sweep(*, quick: bool = False, layers=None, channels=None, epochs=None,
+                hierarchies=None, alphas=None, seeds=None, dataset: str = "Cora", graph=None,
+                out_dir=None, resume: bool = False, progress: bool = False) -> list[dict]:
+    """Figs. 5.6–5.9: every (levels, cf) × α, the shared α on all levels.
+
+    ``quick``: 16 layers, 16 channels, 6 epochs, (2,2) and (3,4), α ∈ {0, 1, 5}, seed 0 —
+    about a minute; the full sweep (64 layers, 150 epochs, 24 configurations × 3 seeds) is
+    about a day on one core (run it in the background with ``resume``)."""
+    from .train import load_graph
+
+    o = _options(quick, layers=layers, channels=channels, epochs=epochs,
+                 hierarchies=hierarchies, alphas=alphas, seeds=seeds)
+    graph = graph if graph is not None else load_graph(dataset)
+    configs = [lp_config(lv, cf, a, layers=o["layers"], epochs=o["epochs"], dataset=dataset,
+                         channels=o["channels"]) for lv, cf in o["hierarchies"]
+               for a in o["alphas"]]
+    return [run(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress,
+                experiment="alpha") for cfg, _ in _seed_major(configs, o["seeds"])]
+
+
+def coarse_only_sweep(best: dict, *, quick: bool = False, layers=None, channels=None,
+                      epochs=None, seeds=None, dataset: str = "Cora", graph=None,
+                      out_dir=None, resume: bool = False, progress: bool = False
+                      ) -> list[dict]:
+    """Fig. 5.10: for each (levels, cf) in ``best`` ({(levels, cf): α}), α on the coarse
+    levels only (the explicit network on the fine level). Compare with the α-on-all-levels
+    runs of :func:`alpha_sweep` (the same files: resume reuses them)."""
+    from .train import load_graph
+
+    o = _options(quick, layers=layers, channels=channels, epochs=epochs, seeds=seeds)
+    graph = graph if graph is not None else load_graph(dataset)
+    configs = [lp_config(lv, cf, a, layers=o["layers"], epochs=o["epochs"], dataset=dataset,
+                         channels=o["channels"], coarse_only=True)
+               for (lv, cf), a in best.items() if a > 0]
+    return [run(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress,
+                experiment="coarse_only") for cfg, _ in _seed_major(configs, o["seeds"])]
+
+
+# -- summaries --------------------------------------------------------------------------------
+def aggregate(records: list[dict]) -> list[dict]:
+    """Mean/std over seeds per (experiment, layers, levels, cf, α, coarse_only)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        key = (r["experiment"], r["layers"], r["levels"], r["cf"], r["alpha"], r["coarse_only"])
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (exp, L, lv, cf, a, co), rs in groups.items():
+        t = np.array([r["test_acc_at_best_val"] for r in rs])
+        ts = np.array([r["serial_test_acc_at_best_val"] for r in rs])
+        v = np.array([r["best_val_acc"] for r in rs])
+        rows.append({"experiment": exp, "layers": L, "levels": lv, "cf": cf, "alpha": a,
+                     "coarse_only": co, "seeds": len(rs), "test_mean": float(t.mean()),
+                     "test_std": float(t.std()), "serial_test_mean": float(ts.mean()),
+                     "val_mean": float(v.mean()),
+                     "diverged": sum(bool(r["diverged"]) for r in rs),
+                     "finished": sum(bool(r["finished"]) for r in rs)})
+    return rows
+
+
+def best_alpha(records: list[dict]) -> dict:
+    """{(levels, cf): α} with the highest mean validation accuracy at its best epoch (the
+    honest choice: test accuracy does not select), among configurations none of whose runs
+    diverged."""
+    best: dict[tuple, tuple] = {}
+    for row in aggregate([r for r in records if r["experiment"] == "alpha"]):
+        if row["diverged"]:
+            continue
+        key = (row["levels"], row["cf"])
+        if key not in best or row["val_mean"] > best[key][1]:
+            best[key] = (row["alpha"], row["val_mean"])
+    return {k: v[0] for k, v in sorted(best.items())}
+
+
+def format_table(records: list[dict]) -> str:
+    lines = [f"{'experiment':<12} {'L':>3} {'lv':>2} {'cf':>2} {'α':>5} {'where':<7} "
+             f"{'val %':>6} {'test % (LP fwd)':>16} {'serial fwd':>10} {'seeds':>5} diverged"]
+    for r in aggregate(records):
+        where = "coarse" if r["coarse_only"] else ("all" if r["alpha"] else "-")
+        lines.append(
+            f"{r['experiment']:<12} {r['layers']:>3} {r['levels']:>2} {r['cf'] or '-':>2} "
+            f"{r['alpha']:>5g} {where:<7} {100 * r['val_mean']:>6.2f} "
+            f"{100 * r['test_mean']:>8.2f} ± {100 * r['test_std']:<5.2f} "
+            f"{100 * r['serial_test_mean']:>10.2f} {r['seeds']:>5} {r['diverged']}")
+    return "\n".join(lines)
+
+
+def save(records: list[dict], path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(records))
+    tmp.replace(path)
+
+
+def plot_alpha_curves(records: list[dict], levels: int, cf: int, metric: str = "test_acc",
+                      ax=None, serial: list[dict] | None = None):
+    """One panel of figs. 5.6–5.9: ``metric`` per epoch (mean over seeds) for every α."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.4))
+    curves: dict[float, list] = {}
+    for r in records:
+        if (r["experiment"], r["levels"], r["cf"]) == ("alpha", levels, cf):
+            curves.setdefault(r["alpha"], []).append(np.asarray(r[metric], dtype=float))
+    for a, cs in sorted(curves.items()):
+        n = min(len(c) for c in cs)
+        ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in cs], axis=0), label=f"α = {a:g}")
+    if serial:
+        cs = [np.asarray(r[metric], dtype=float) for r in serial]
+        n = min(len(c) for c in cs)
+        ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in cs], axis=0), "k--",
+                label="serial, α = 0")
+    ax.set_title(f"{levels} levels, cf = {cf}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax

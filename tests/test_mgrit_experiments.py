@@ -1,0 +1,80 @@
+"""The thesis's MGRIT experiments (§5.2) as functions, on a tiny configuration."""
+import json
+from dataclasses import replace
+
+import pytest
+
+from mgritlab.graphs import mgrit_experiments as mx
+from mgritlab.graphs.train import load_graph
+
+TINY = dict(layers=8, channels=8, epochs=2, seeds=(0,))
+
+
+@pytest.fixture(scope="module")
+def cora():
+    return load_graph("Cora")
+
+
+def test_alpha_sweep_records_every_configuration_and_divergence(cora, tmp_path):
+    recs = mx.alpha_sweep(hierarchies=((2, 2), (3, 2)), alphas=(0.0, 1.0), graph=cora,
+                          out_dir=tmp_path, **TINY)
+    assert [(r["levels"], r["cf"], r["alpha"]) for r in recs] == [
+        (2, 2, 0.0), (2, 2, 1.0), (3, 2, 0.0), (3, 2, 1.0)]
+    for r in recs:
+        assert r["experiment"] == "alpha" and r["parallel"] and r["layers"] == 8
+        assert len(r["val_acc"]) == r["epochs_run"]
+        assert r["diverged"] or (r["finished"] and r["epochs_run"] == 2)
+        # both accuracies: the layer-parallel forward used in training and the exact one
+        assert r["test_acc_at_best_val"] == r["test_acc"][r["best_epoch"]]
+        assert r["serial_test_acc_at_best_val"] == r["test_acc_serial"][r["best_epoch"]]
+    # the runs are kept and a resumed sweep returns them without training again
+    again = mx.alpha_sweep(hierarchies=((2, 2), (3, 2)), alphas=(0.0, 1.0), graph=cora,
+                           out_dir=tmp_path, resume=True, **TINY)
+    assert [r["seconds"] for r in again] == [r["seconds"] for r in recs]
+    assert len(list(tmp_path.glob("*_seed0.json"))) == 4
+
+
+def test_a_diverging_configuration_is_a_recorded_result(cora, tmp_path):
+    # explicit layers, h = 0.5 and cf 4: coarse steps of 2 and 8 are unstable (test_lp_training)
+    cfg = mx.lp_config(3, 4, 0.0, layers=16, epochs=3, channels=8)
+    cfg = replace(cfg, h=0.5, init_noise=0.3)
+    r = mx.run(cfg, graph=cora, out_dir=tmp_path)
+    assert r["diverged"]["error"] == "MGRITDivergenceError" and not r["finished"]
+    assert "level_alpha" in r["diverged"]["message"]
+    saved = json.loads(next(tmp_path.glob("*_seed0.json")).read_text())
+    assert saved["diverged"] == r["diverged"]
+    again = mx.run(cfg, graph=cora, out_dir=tmp_path, resume=True)  # not trained again
+    assert again["diverged"]["epoch"] == r["diverged"]["epoch"]
+    assert mx.best_alpha([{**r, "experiment": "alpha"}]) == {}
+
+
+def test_best_alpha_selects_by_validation_not_test():
+    def rec(a, val, test):
+        return {"experiment": "alpha", "layers": 8, "levels": 2, "cf": 2, "alpha": a,
+                "coarse_only": False, "seed": 0, "best_val_acc": val,
+                "test_acc_at_best_val": test, "serial_test_acc_at_best_val": test,
+                "diverged": None, "finished": True}
+    assert mx.best_alpha([rec(1.0, 0.80, 0.70), rec(2.5, 0.78, 0.90)]) == {(2, 2): 1.0}
+
+
+def test_coarse_only_runs_put_alpha_on_the_coarse_levels_only(cora, tmp_path):
+    recs = mx.coarse_only_sweep({(3, 2): 1.0, (2, 2): 0.0}, graph=cora, out_dir=tmp_path,
+                                **TINY)
+    assert len(recs) == 1 and recs[0]["coarse_only"] and recs[0]["levels"] == 3
+    cfg = json.loads(next(tmp_path.glob("*_seed0.json")).read_text())["config"]
+    assert cfg["level_alpha"] == [0.0, 1.0, 1.0] and cfg["imex"] == "shared"
+    with pytest.raises(ValueError, match="alpha > 0"):
+        mx.lp_config(2, 2, 0.0, coarse_only=True)
+
+
+def test_cli_quick_sweep(tmp_path, capsys):
+    from mgritlab.__main__ import main
+
+    rc = main(["experiment", "pdegcn-mgrit", "alpha", "--quick", "--epochs", "1", "--alphas",
+               "1", "--out", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "test % (LP fwd)" in out
+    recs = json.loads((tmp_path / "mgrit_alpha.json").read_text())
+    assert [(r["layers"], r["levels"], r["cf"], r["alpha"]) for r in recs] == [
+        (16, 2, 2, 1.0), (16, 3, 4, 1.0)]
