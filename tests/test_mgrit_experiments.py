@@ -36,7 +36,7 @@ def test_alpha_sweep_records_every_configuration_and_divergence(cora, tmp_path):
 
 def test_a_diverging_configuration_is_a_recorded_result(cora, tmp_path):
     # explicit layers, h = 0.5 and cf 4: coarse steps of 2 and 8 are unstable (test_lp_training)
-    cfg = mx.lp_config(3, 4, 0.0, layers=16, epochs=3, channels=8)
+    cfg = mx.lp_config(3, 4, 0.0, layers=16, epochs=3, channels=8, on_divergence="raise")
     cfg = replace(cfg, h=0.5, init_noise=0.3)
     r = mx.run(cfg, graph=cora, out_dir=tmp_path)
     assert r["diverged"]["error"] == "MGRITDivergenceError" and not r["finished"]
@@ -53,7 +53,7 @@ def test_best_alpha_selects_by_validation_not_test():
         return {"experiment": "alpha", "layers": 8, "levels": 2, "cf": 2, "alpha": a,
                 "coarse_only": False, "seed": 0, "best_val_acc": val,
                 "test_acc_at_best_val": test, "serial_test_acc_at_best_val": test,
-                "diverged": None, "finished": True}
+                "diverged": None, "finished": True, "best_epoch": 3}
     assert mx.best_alpha([rec(1.0, 0.80, 0.70), rec(2.5, 0.78, 0.90)]) == {(2, 2): 1.0}
 
 
@@ -78,3 +78,22 @@ def test_cli_quick_sweep(tmp_path, capsys):
     recs = json.loads((tmp_path / "mgrit_alpha.json").read_text())
     assert [(r["layers"], r["levels"], r["cf"], r["alpha"]) for r in recs] == [
         (16, 2, 2, 1.0), (16, 3, 4, 1.0)]
+
+
+def test_load_reads_back_what_the_sweep_kept(cora, tmp_path):
+    recs = mx.alpha_sweep(hierarchies=((2, 2),), alphas=(1.0,), graph=cora, out_dir=tmp_path,
+                          **TINY)
+    recs += mx.serial_reference(graph=cora, out_dir=tmp_path, **TINY)
+    back = sorted(mx.load(tmp_path), key=lambda r: r["experiment"])
+    assert [r["experiment"] for r in back] == ["alpha", "serial"]
+    assert back[0]["val_acc"] == recs[0]["val_acc"] and back[1]["seconds"] == recs[1]["seconds"]
+
+
+def test_warn_mode_trains_through_an_unstable_coarse_level_and_keeps_the_warning(cora, tmp_path):
+    cfg = replace(mx.lp_config(3, 4, 0.0, layers=16, epochs=3, channels=8), h=0.5,
+                  init_noise=0.3)
+    assert cfg.on_divergence == "warn"
+    with pytest.warns(RuntimeWarning, match="training goes on"):
+        r = mx.run(cfg, graph=cora, out_dir=tmp_path)
+    assert r["finished"] and not r["diverged"] and r["epochs_run"] == 3
+    assert "level 2 (step 8)" in r["mgrit_warning"] and "α ≥" in r["mgrit_warning"]

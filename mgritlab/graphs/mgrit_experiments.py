@@ -13,9 +13,11 @@ authors' settings). The experiments:
   level, ``level_alpha=[0, α, …]``) beside α on all levels; the thesis found no advantage.
 * :func:`serial_reference` — the serial network (α = 0) that every accuracy is compared with.
 
-A run whose MGRIT solve diverges (an explicit coarse level past its stability limit: the solver
-names the level and the α that would stabilise it) is recorded as diverged at that epoch, with
-the curves up to there — the thesis's α = 0 curves, which TorchBraid trains on regardless.
+An explicit coarse level past its stability limit makes the MGRIT residual grow. As in the
+thesis's runs (TorchBraid), the sweeps train on through it (``on_divergence='warn'``) and keep
+the solver's first warning — which names the level and the α that would stabilise it — in the
+record; a run whose states turn non-finite, or one trained with ``on_divergence='raise'``, is
+recorded as diverged at that epoch, with the curves up to there.
 Records are tidy dicts (one per run); model selection as everywhere in the package: the test
 accuracy at the epoch of best validation accuracy, measured with the layer-parallel forward and
 with the exact serial forward.
@@ -39,9 +41,13 @@ QUICK = dict(layers=16, channels=16, epochs=6, hierarchies=((2, 2), (3, 4)),
 
 def lp_config(levels: int, cf: int, alpha: float, *, layers: int = 64, epochs: int = EPOCHS,
               coarse_only: bool = False, dataset: str = "Cora", seed: int = 0,
-              channels: int | None = None):
+              channels: int | None = None, on_divergence: str = "warn"):
     """The TrainConfig of one MGRIT run: the tuned serial settings, MGRIT with (levels, cf),
-    T₁ = 2, T₂ = 1, and a shared α on all levels (or on the coarse levels only)."""
+    T₁ = 2, T₂ = 1, and a shared α on all levels (or on the coarse levels only).
+
+    ``on_divergence='warn'`` (default here) trains on through a growing MGRIT residual, as
+    TorchBraid did in the thesis's runs (its α = 0 curves); the record keeps the solver's first
+    warning. 'raise' stops such a run at once (a recorded divergence)."""
     from .train import preset
 
     base = preset(dataset, layers)
@@ -53,7 +59,7 @@ def lp_config(levels: int, cf: int, alpha: float, *, layers: int = 64, epochs: i
     return replace(base, epochs=epochs, seed=int(seed), layer_parallel=True, levels=levels,
                    cf=cf, fwd_iters=2, bwd_iters=1, relax="auto", cycle="V", warm_start=True,
                    imex="none" if alpha == 0 else "shared", alpha=float(alpha),
-                   level_alpha=level_alpha)
+                   level_alpha=level_alpha, on_divergence=on_divergence)
 
 
 def run(cfg, *, graph=None, out_dir=None, resume: bool = False, progress: bool = False,
@@ -82,6 +88,7 @@ def record(r: dict, experiment: str = "") -> dict:
         "coarse_only": la is not None and la[0] == 0.0, "seed": cfg["seed"],
         "epochs_run": r["epochs_run"], "finished": r["finished"],
         "diverged": r.get("diverged"),
+        "mgrit_warning": r.get("mgrit_warning"),
         "best_epoch": r["best_epoch"], "best_val_acc": r["best_val_acc"],
         "test_acc_at_best_val": r["test_acc_at_best_val"],
         "serial_test_acc_at_best_val": r.get("serial_test_acc_at_best_val",
@@ -170,14 +177,19 @@ def aggregate(records: list[dict]) -> list[dict]:
         groups.setdefault(key, []).append(r)
     rows = []
     for (exp, L, lv, cf, a, co), rs in groups.items():
-        t = np.array([r["test_acc_at_best_val"] for r in rs])
-        ts = np.array([r["serial_test_acc_at_best_val"] for r in rs])
-        v = np.array([r["best_val_acc"] for r in rs])
+        ok = [r for r in rs if r["best_epoch"] >= 0]  # runs with at least one evaluated epoch
+        t = np.array([r["test_acc_at_best_val"] for r in ok])
+        ts = np.array([r["serial_test_acc_at_best_val"] for r in ok])
+        v = np.array([r["best_val_acc"] for r in ok])
+        nan = float("nan")
         rows.append({"experiment": exp, "layers": L, "levels": lv, "cf": cf, "alpha": a,
-                     "coarse_only": co, "seeds": len(rs), "test_mean": float(t.mean()),
-                     "test_std": float(t.std()), "serial_test_mean": float(ts.mean()),
-                     "val_mean": float(v.mean()),
+                     "coarse_only": co, "seeds": len(rs),
+                     "test_mean": float(t.mean()) if ok else nan,
+                     "test_std": float(t.std()) if ok else nan,
+                     "serial_test_mean": float(ts.mean()) if ok else nan,
+                     "val_mean": float(v.mean()) if ok else nan,
                      "diverged": sum(bool(r["diverged"]) for r in rs),
+                     "warned": sum(bool(r.get("mgrit_warning")) for r in rs),
                      "finished": sum(bool(r["finished"]) for r in rs)})
     return rows
 
@@ -197,16 +209,37 @@ def best_alpha(records: list[dict]) -> dict:
 
 
 def format_table(records: list[dict]) -> str:
+    """Test accuracy at best validation accuracy per configuration (mean ± std over seeds),
+    with the layer-parallel forward and the exact serial forward; 'unstable' counts the runs
+    whose MGRIT residual grew (on_divergence='warn'), 'diverged' those that stopped."""
     lines = [f"{'experiment':<12} {'L':>3} {'lv':>2} {'cf':>2} {'α':>5} {'where':<7} "
-             f"{'val %':>6} {'test % (LP fwd)':>16} {'serial fwd':>10} {'seeds':>5} diverged"]
+             f"{'val %':>6} {'test % (LP fwd)':>16} {'serial fwd':>10} {'seeds':>5} "
+             f"{'unstable':>8} {'diverged':>8}"]
     for r in aggregate(records):
         where = "coarse" if r["coarse_only"] else ("all" if r["alpha"] else "-")
         lines.append(
             f"{r['experiment']:<12} {r['layers']:>3} {r['levels']:>2} {r['cf'] or '-':>2} "
             f"{r['alpha']:>5g} {where:<7} {100 * r['val_mean']:>6.2f} "
             f"{100 * r['test_mean']:>8.2f} ± {100 * r['test_std']:<5.2f} "
-            f"{100 * r['serial_test_mean']:>10.2f} {r['seeds']:>5} {r['diverged']}")
+            f"{100 * r['serial_test_mean']:>10.2f} {r['seeds']:>5} {r['warned']:>8} "
+            f"{r['diverged']:>8}")
     return "\n".join(lines)
+
+
+def load(out_dir) -> list[dict]:
+    """The records of every run kept in ``out_dir`` (finished or diverged, or partial), as
+    :func:`run` returns them — e.g. the full sweep in ``results/pdegcn_mgrit``."""
+    records = []
+    for path in sorted(Path(out_dir).glob("*_seed*.json")):
+        r = json.loads(path.read_text())
+        cfg = r["config"]
+        if cfg.get("model", "pdegcn") != "pdegcn":
+            continue
+        la = cfg.get("level_alpha")
+        exp = ("serial" if not cfg.get("layer_parallel") else
+               "coarse_only" if la is not None and la[0] == 0.0 else "alpha")
+        records.append(record(r, exp))
+    return records
 
 
 def save(records: list[dict], path) -> None:

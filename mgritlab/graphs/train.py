@@ -78,6 +78,7 @@ class TrainConfig:
     level_alpha: list | None = None  # IMEX α per level (None: the layers' α; 0: explicit)
     warm_start: bool = True
     layout: str = "auto"  # PDE-GCN-D batched layer steps: 'auto', 'loop' or 'batched'
+    on_divergence: str = "raise"  # 'warn': train on through growing MGRIT residuals
     dtype: str = "float32"
     checkpoint_every: int = 25
     extra: dict = field(default_factory=dict)
@@ -102,7 +103,8 @@ class TrainConfig:
         return dict(parallel=True, max_levels=self.levels, cf=self.cf,
                     fwd_iters=self.fwd_iters, bwd_iters=self.bwd_iters,
                     relax=_relax_option(self.relax, self.levels), cycle=self.cycle,
-                    warm_start=self.warm_start, partition=partition)
+                    warm_start=self.warm_start, on_divergence=self.on_divergence,
+                    partition=partition)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -266,7 +268,7 @@ def _epoch(model, opt, data, hist: dict, best: dict, epoch: int, cfg: TrainConfi
     out = model(x)
     loss = F.nll_loss(out[tr], y[tr])
     if not torch.isfinite(loss):
-        raise FloatingPointError(_nonfinite_message(cfg, float(loss), epoch))
+        raise FloatingPointError(_nonfinite_message(cfg, loss.item(), epoch))
     loss.backward()
     opt.step()
     t1 = time.perf_counter()
@@ -416,6 +418,7 @@ def train(
         hist, best, start = ck["history"], ck["best"], ck["epoch"]
         _set_rng_state(ck["rng"])
         if lp is not None:
+            lp.divergence_warning = ck.get("mgrit_warning")
             lp.load_warm_state(ck["warm"] if size == 1 else torch.load(
                 _warm_path(ckpt_path, rank, size, start), weights_only=False))
 
@@ -427,6 +430,8 @@ def train(
         ck = {"config": asdict(cfg), "model": model.state_dict(),
               "optimizer": opt.state_dict(), "history": hist, "best": best,
               "epoch": done, "rng": _rng_state(), "ranks": size}
+        if lp is not None:
+            ck["mgrit_warning"] = lp.divergence_warning
         if lp is not None and size == 1:
             ck["warm"] = lp.warm_state()
         elif lp is not None:  # each rank its own warm start, then the checkpoint that names it
@@ -439,6 +444,7 @@ def train(
             for old in ckpt_path.parent.glob(f"{stem}.warm{rank}of{size}.e*.pt"):
                 if old != _warm_path(ckpt_path, rank, size, done):
                     old.unlink(missing_ok=True)
+            _barrier(partition)  # every rank's folder state is final when this returns
 
     def result(diverged: dict | None = None) -> dict:
         done = len(hist["val_acc"])
@@ -451,6 +457,7 @@ def train(
         }
         if lp is not None:
             r["serial_test_acc_at_best_val"] = best.get("test_acc_serial", float("nan"))
+            r["mgrit_warning"] = lp.divergence_warning  # on_divergence='warn': the first one
             r["ranks"] = size
             r["layers_per_rank"] = len(lp.local_layers())  # rank 0's share of the states
             r["seconds_per_epoch_by_phase"] = {  # medians; rank 0's clock

@@ -114,6 +114,11 @@ class LayerParallel(nn.Module):
     warm_start : start each solve from the previous call's state / adjoint (when the shapes
         match) instead of zeros; training and evaluation passes keep separate starts.
     partition : None (one process) or an :class:`~mgritlab.mgrit.mpi.MPIPartition`.
+    on_divergence : 'raise' (default): a solve whose residual grows while a coarse level is
+        unstable raises :class:`~mgritlab.mgrit.MGRITDivergenceError` naming the level and
+        what would stabilise it. 'warn': train on with the inexact solves, as TorchBraid does
+        (to reproduce experiments that did so); the first growth is reported once as a
+        RuntimeWarning and kept in ``divergence_warning``. A non-finite residual always raises.
 
     Attributes: ``stats`` {'forward': SolveStats, 'backward': SolveStats} of the last solves;
     ``seconds`` {phase: seconds} summed since the last :meth:`reset_seconds` (phases
@@ -124,7 +129,8 @@ class LayerParallel(nn.Module):
     def __init__(self, block: LayerStack, *, max_levels: int = 2, cf: int = 4, relax=None,
                  cycle: str = "V", fwd_iters: int = 2, bwd_iters: int = 1,
                  exact: bool = False, exact_rtol: float | None = None,
-                 exact_max_iter: int | None = None, warm_start: bool = True, partition=None):
+                 exact_max_iter: int | None = None, warm_start: bool = True, partition=None,
+                 on_divergence: str = "raise"):
         super().__init__()
         if not isinstance(block, LayerStack):
             raise TypeError(f"LayerParallel needs a LayerStack (stacked layers with a batched "
@@ -133,6 +139,10 @@ class LayerParallel(nn.Module):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive number of MGRIT iterations (T1, "
                                  f"T2 >= 1), got {v!r}")
+        if on_divergence not in ("raise", "warn"):
+            raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
+        self.on_divergence = on_divergence
+        self.divergence_warning: str | None = None
         self.check_hierarchy(block.depth, max_levels, cf)
         block.check_levels(max_levels)
         self.block = block
@@ -243,7 +253,9 @@ class LayerParallel(nn.Module):
         return MGRIT(propagator or _NoStep(), self.block.grid(device), max_levels=self.max_levels,
                      cf=self.cf, relax=self.relax, cycle=self.cycle, tol=tol, rtol=rtol,
                      max_iter=iters if max_iter is None else max_iter, direction=direction,
-                     partition=part, check_growth=True, device=device)
+                     partition=part, check_growth=self.on_divergence == "raise",
+                     divergence_factor=1e4 if self.on_divergence == "raise" else math.inf,
+                     device=device)
 
     def _global_max(self, x: float) -> float:
         part = self.partition
@@ -263,9 +275,17 @@ class LayerParallel(nn.Module):
             tol, max_iter = rtol * scale, self.exact_max_iter or self.block.depth
         solver = self._solver(propagator, direction, iters, start.device, tol, rtol, max_iter)
         try:
-            return solver, solver.solve(start, u_init_local=guess, gather=False)
+            res = solver.solve(start, u_init_local=guess, gather=False)
         except MGRITDivergenceError as err:
             raise MGRITDivergenceError(self._divergence_message(direction, start, err)) from err
+        r = res.residuals
+        if (self.on_divergence == "warn" and self.divergence_warning is None
+                and any(b > a for a, b in zip(r, r[1:]))):
+            self.divergence_warning = self._divergence_message(
+                direction, start, f"(on_divergence='warn': training goes on) residuals "
+                f"{', '.join(f'{x:.3e}' for x in r)}")
+            warnings.warn(self.divergence_warning, RuntimeWarning, stacklevel=4)
+        return solver, res
 
     def _divergence_message(self, direction: int, start: torch.Tensor, err) -> str:
         what = "state (forward)" if direction > 0 else "adjoint (backward)"
