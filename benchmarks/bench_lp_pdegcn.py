@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -246,22 +245,18 @@ def run_ranks(args) -> list[dict]:
 
 
 # -- 3. the model ----------------------------------------------------------------------------
-def model_rows(serial_s, other_s, c_step, c_adj, c_grad, c_lin, layers, ranks_list):
-    from mgritlab.mgrit.speedup import costs_for, critical_path
+def model_rows(serial_s, other_s, costs, layers, ranks_list):
+    """mgritlab.nn.cost_model.epoch_model at each rank count, beside the measured serial."""
+    from mgritlab.nn.cost_model import epoch_model
 
-    costs = costs_for(layers + 1, LP["cf"], LP["max_levels"], ["F"] + ["FCF"] * 2)
     rows = []
     for P in ranks_list:
-        first = critical_path(costs, P, first_iteration=True, distribution="per_level")
-        later = critical_path(costs, P, distribution="per_level")
-        fwd = (first + (LP["fwd_iters"] - 1) * later) * c_step
-        adj = (first + (LP["bwd_iters"] - 1) * later) * c_adj
-        adj += math.ceil(layers / P) * c_lin  # σ'(z) of the own layers, once per backward
-        grad = math.ceil(layers / P) * c_grad
-        t = other_s + fwd + adj + grad
-        rows.append({"ranks": P, "sigma_first": first, "sigma": later, "forward_s": fwd,
-                     "adjoint_s": adj, "gradient_s": grad, "epoch_s": t,
-                     "speedup_over_serial": serial_s / t})
+        m = epoch_model(costs, layers, P, levels=LP["max_levels"], cf=LP["cf"],
+                        fwd_iters=LP["fwd_iters"], bwd_iters=LP["bwd_iters"], other=other_s)
+        rows.append({"ranks": P, "sigma_first": m["sigma_first"], "sigma": m["sigma"],
+                     "forward_s": m["forward"], "adjoint_s": m["adjoint"],
+                     "gradient_s": m["gradient"], "epoch_s": m["total"],
+                     "speedup_over_serial": serial_s / m["total"]})
     return rows
 
 
@@ -361,8 +356,9 @@ def main(argv=None) -> int:
     c_step = single["train"]  # at 64 ranks the relaxation calls hold one to three layers
     ranks_list = sorted({1, 2, args.ranks, 16, 32, 64} - {0})
     ranks_list = [P for P in ranks_list if P <= L // LP["cf"]]
-    model = model_rows(row1["serial_s"], row1["other_s"], c_step, adj["vjp_x"],
-                       adj["vjp_theta"], adj["linearize"], L, ranks_list)
+    costs = {"step": c_step, "vjp_x": adj["vjp_x"], "vjp_theta": adj["vjp_theta"],
+             "linearize": adj["linearize"]}
+    model = model_rows(row1["serial_s"], row1["other_s"], costs, L, ranks_list)
 
     def ratio(mode, B, layout="loop"):
         return next(r["ratio_to_single"] for r in steps
