@@ -460,6 +460,8 @@ def train(
             r["mgrit_warning"] = lp.divergence_warning  # on_divergence='warn': the first one
             r["ranks"] = size
             r["layers_per_rank"] = len(lp.local_layers())  # rank 0's share of the states
+            r["held_bytes"] = {k: v.numel() * v.element_size()  # this rank's MGRIT blocks
+                               for k, v in lp.warm_state().items()}
             r["seconds_per_epoch_by_phase"] = {  # medians; rank 0's clock
                 k: float(np.median(hist[f"seconds_{k}"])) if hist[f"seconds_{k}"] else None
                 for k in ("forward", "adjoint", "gradient", "communication", "eval")}

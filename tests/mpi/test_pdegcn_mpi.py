@@ -58,3 +58,23 @@ def test_cli_trains_layer_parallel_under_mpiexec_and_with_ranks(tmp_path):
         curves[d] = r["curves"]["train_loss"], r["curves"]["val_loss_serial"], r["ranks"]
     assert curves["one"][:2] == curves["two"][:2] == curves["ranks"][:2]
     assert (curves["one"][2], curves["two"][2], curves["ranks"][2]) == (1, 2, 2)
+
+
+def test_the_engine_task_trains_identically_on_1_and_2_engines():
+    from dataclasses import asdict
+
+    from mgritlab.cluster import start_engines
+    from mgritlab.graphs.tasks import train_pdegcn_layer_parallel
+    from mgritlab.graphs.train import TrainConfig
+
+    cfg = asdict(TrainConfig(layers=16, channels=8, h=0.5, dropout=0.5, lr=0.05, epochs=2,
+                             imex="shared", alpha=1.0, layer_parallel=True, levels=3, cf=2))
+    one = train_pdegcn_layer_parallel(cfg)
+    with start_engines(2, timeout=90, fallback=False) as engines:
+        two = engines.run(train_pdegcn_layer_parallel, cfg, timeout=240)
+    assert [r["rank"] for r in two] == [0, 1] and one["size"] == 1
+    for r in two:
+        assert r["curves"]["train_loss"] == one["curves"]["train_loss"]
+        assert r["curves"]["val_loss_serial"] == one["curves"]["val_loss_serial"]
+    assert sum(r["layers_held"] for r in two) == one["layers_held"] == 16
+    assert all(r["held_bytes"]["state"] < one["held_bytes"]["state"] for r in two)
