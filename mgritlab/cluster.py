@@ -247,6 +247,12 @@ class MPIEngines:
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         try:
+            # the engine set logs each engine's output when it exits (a WARNING from the
+            # launcher's thread, after _quiet's redirection has ended): not for notebooks
+            with contextlib.suppress(Exception):
+                self.cluster.log.setLevel(logging.ERROR)
+                for launcher in getattr(self.cluster, "engines", {}).values():
+                    launcher.log.setLevel(logging.ERROR)
             with warnings.catch_warnings(), _quiet():
                 warnings.simplefilter("ignore")
                 # engines first, then the controller: stopping both at once (stop_cluster)
