@@ -97,3 +97,20 @@ def test_warn_mode_trains_through_an_unstable_coarse_level_and_keeps_the_warning
         r = mx.run(cfg, graph=cora, out_dir=tmp_path)
     assert r["finished"] and not r["diverged"] and r["epochs_run"] == 3
     assert "level 2 (step 8)" in r["mgrit_warning"] and "α ≥" in r["mgrit_warning"]
+
+
+def test_stable_alpha_grows_with_the_coarse_step_and_matches_min_alpha(cora):
+    from mgritlab.stability import min_alpha
+
+    recs = mx.stable_alpha(((2, 2), (3, 4)), layers=16, graph=cora)
+    a = {(r["levels"], r["cf"]): r for r in recs}
+    r = a[(3, 4)]
+    # level 2 steps 16 h: it needs more than level 1 (4 h), and training (dropout) more than eval
+    assert r["alpha_train_per_level"][2] > r["alpha_train_per_level"][1] > 0
+    assert r["alpha_train"] >= r["alpha_eval"]
+    assert a[(3, 4)]["alpha_train"] > a[(2, 2)]["alpha_train"]
+    H = 16 * r["h"]
+    assert abs(r["alpha_train_per_level"][2] - min_alpha([-r["rho_train"]], H)) < 1e-12
+    # an independent check of the bound: |1 - Hρ/(1 + Hα)| = 1 at the smallest α
+    a2 = r["alpha_train_per_level"][2]
+    assert abs(abs(1 - H * r["rho_train"] / (1 + H * a2)) - 1) < 1e-9

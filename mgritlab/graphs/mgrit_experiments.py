@@ -12,6 +12,8 @@ authors' settings). The experiments:
 * :func:`coarse_only_sweep` — fig. 5.10: the same α on the coarse levels only (explicit fine
   level, ``level_alpha=[0, α, …]``) beside α on all levels; the thesis found no advantage.
 * :func:`serial_reference` — the serial network (α = 0) that every accuracy is compared with.
+* :func:`stable_alpha` — the analysis the thesis left open (§6.2): the smallest α per level
+  from the linearised layer's spectrum, to set beside the best α of the sweep.
 
 An explicit coarse level past its stability limit makes the MGRIT residual grow. As in the
 thesis's runs (TorchBraid), the sweeps train on through it (``on_divergence='warn'``) and keep
@@ -166,6 +168,45 @@ def coarse_only_sweep(best: dict, *, quick: bool = False, layers=None, channels=
                for (lv, cf), a in best.items() if a > 0]
     return [run(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress,
                 experiment="coarse_only") for cfg, _ in _seed_major(configs, o["seeds"])]
+
+
+# -- the analysis the thesis left open (§6.2) ------------------------------------------------
+def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = 64, dataset: str = "Cora",
+                 graph=None, seed: int = 0, mask_seed: int = 1) -> list[dict]:
+    """The smallest shared α that makes every coarse level's explicit-part step stable, from
+    the spectrum of the linearised layer of the *initial* network (thesis §6.2 asks how α
+    should be chosen; lesson 08's analysis, ``stability.min_alpha``).
+
+    ρ is the spectral radius of ∂r_l/∂f at the opening map's output, largest over the first,
+    middle and last layer, in evaluation mode (no dropout) and in training mode (one draw of
+    the frozen masks, p of the preset). Level ℓ steps H = cf^ℓ·h; α_ℓ = min_alpha([−ρ], H).
+    Returns one record per (levels, cf) with the α each mode needs (the largest over levels).
+    """
+    import torch
+
+    from ..nn.frozen import FrozenDropout
+    from ..stability import min_alpha
+    from .train import build_model, load_graph, preset
+
+    data, ops = graph if graph is not None else load_graph(dataset)
+    cfg = replace(preset(dataset, layers), seed=seed)
+    model = build_model(cfg, data, ops).eval()
+    with torch.no_grad():
+        f0 = model.open(data.x)
+    frozen = FrozenDropout({"grad": cfg.dropout}, mask_seed)
+    ks = sorted({0, layers // 2, layers - 1})
+    rho = {"eval": max(model.block.spectral_radius(f0, k) for k in ks),
+           "train": max(model.block.spectral_radius(f0, k, frozen) for k in ks)}
+    out = []
+    for levels, cf in hierarchies:
+        rec = {"levels": levels, "cf": cf, "layers": layers, "h": cfg.h,
+               "rho_eval": rho["eval"], "rho_train": rho["train"]}
+        for mode in ("eval", "train"):
+            per = {lv: min_alpha([-rho[mode]], cf ** lv * cfg.h) for lv in range(1, levels)}
+            rec[f"alpha_{mode}_per_level"] = per
+            rec[f"alpha_{mode}"] = max(per.values())
+        out.append(rec)
+    return out
 
 
 # -- summaries --------------------------------------------------------------------------------
