@@ -114,3 +114,28 @@ def test_stable_alpha_grows_with_the_coarse_step_and_matches_min_alpha(cora):
     # an independent check of the bound: |1 - Hρ/(1 + Hα)| = 1 at the smallest α
     a2 = r["alpha_train_per_level"][2]
     assert abs(abs(1 - H * r["rho_train"] / (1 + H * a2)) - 1) < 1e-9
+
+
+def test_kept_results_are_what_the_cli_produces():
+    """results/pdegcn_mgrit holds runs of `experiment pdegcn-mgrit all` (in progress across
+    sessions): every kept run's configuration is the one the CLI builds for it."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from mgritlab.graphs.train import _normalized, preset
+
+    kept = Path(__file__).resolve().parents[1] / "results" / "pdegcn_mgrit"
+    files = sorted(kept.glob("*_seed*.json"))
+    if not files:
+        pytest.skip("no kept MGRIT results yet")
+    for path in files:
+        r = json.loads(path.read_text())
+        cfg = r["config"]
+        if cfg["layer_parallel"]:
+            la = cfg.get("level_alpha")
+            want = mx.lp_config(cfg["levels"], cfg["cf"], cfg["alpha"], layers=cfg["layers"],
+                                seed=cfg["seed"], coarse_only=la is not None and la[0] == 0.0)
+        else:
+            want = replace(preset("Cora", cfg["layers"]), epochs=mx.EPOCHS, seed=cfg["seed"])
+        assert _normalized(cfg) == _normalized(asdict(want)), path.name
+        assert r["finished"] or r["diverged"], f"{path.name}: only finished runs are kept"
