@@ -97,9 +97,12 @@ def register(subparsers) -> None:
 
     p = exp.add_parser("pdegcn-mgrit",
                        help="thesis §5.2: PDE-GCN-D trained with MGRIT, α per (levels, cf)")
-    p.add_argument("what", nargs="?", default="all", choices=("alpha", "coarse", "serial", "all"),
+    p.add_argument("what", nargs="?", default="all",
+                   choices=("alpha", "coarse", "serial", "all", "parallel"),
                    help="alpha: figs. 5.6-5.9; coarse: fig. 5.10 (α on the coarse levels "
-                        "only, at the best α of the alpha sweep); serial: the reference; all")
+                        "only, at the best α of the alpha sweep); serial: the reference; all: "
+                        "these three; parallel: figs. 5.11-5.13 (64 and 256 layers at the best "
+                        "α of the finished alpha sweep in --out, timed on 1 and 2 ranks)")
     p.add_argument("--dataset", default="Cora")
     p.add_argument("--quick", action="store_true", help="16 layers, 6 epochs, one seed (minutes)")
     p.add_argument("--layers", type=int, default=None)
@@ -250,6 +253,21 @@ def _mgrit_experiment(args) -> int:
     graph = load_graph(args.dataset)
     records = []
     try:
+        if args.what == "parallel":
+            best = mx.best_alpha([r for r in mx.load(args.out) if r["layers"] == 64])
+            if len(best) < len(mx.HIERARCHIES) and not args.quick:
+                print(f"error: the alpha sweep in {args.out} has a best α for {sorted(best)} "
+                      f"only; finish it first (experiment pdegcn-mgrit alpha --resume)")
+                return 2
+            best = best or {(2, 2): 1.0}
+            depths = (16, 64) if args.quick else (64, 256)
+            records += mx.parallel_sweep(best, layers_list=depths, graph=graph,
+                                         **{k: v for k, v in common.items() if k != "layers"})
+            timing = [mx.epoch_seconds_on_ranks(
+                mx.lp_config(lv, cf, a, layers=L, channels=16 if args.quick else None), P)
+                for L in depths for (lv, cf), a in best.items() for P in (1, 2)
+                if L % cf ** (lv - 1) == 0 and (L // cf ** (lv - 1)) >= P]
+            mx.save(timing, Path(args.out) / "mgrit_parallel_timing.json")
         if args.what in ("serial", "all"):
             records += mx.serial_reference(graph=graph, **common)
         if args.what in ("alpha", "coarse", "all"):

@@ -170,6 +170,64 @@ def coarse_only_sweep(best: dict, *, quick: bool = False, layers=None, channels=
                 experiment="coarse_only") for cfg, _ in _seed_major(configs, o["seeds"])]
 
 
+# -- figs. 5.11–5.13: accuracy against wall time ---------------------------------------------
+def parallel_sweep(best: dict, *, layers_list=(64, 256), epochs=None, seeds=None,
+                   quick: bool = False, dataset: str = "Cora", graph=None, out_dir=None,
+                   resume: bool = False, progress: bool = False) -> list[dict]:
+    """Figs. 5.11–5.13: for each depth, the serial network and every (levels, cf) in ``best``
+    at its α (on all levels), trained for 150 epochs (one process: the accuracies are the
+    same on any number of ranks). Pair with :func:`epoch_seconds_on_ranks` for the time axis."""
+    from .train import load_graph
+
+    o = _options(quick, epochs=epochs, seeds=seeds)
+    graph = graph if graph is not None else load_graph(dataset)
+    out = []
+    for L in layers_list:
+        out += serial_reference(layers=L, channels=o["channels"], epochs=o["epochs"],
+                                seeds=o["seeds"], dataset=dataset, graph=graph,
+                                out_dir=out_dir, resume=resume, progress=progress)
+        configs = [lp_config(lv, cf, a, layers=L, epochs=o["epochs"], dataset=dataset,
+                             channels=o["channels"]) for (lv, cf), a in best.items()
+                   if L % cf ** (lv - 1) == 0]
+        out += [run(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress,
+                    experiment="alpha") for cfg, _ in _seed_major(configs, o["seeds"])]
+    return out
+
+
+def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float = 3600.0
+                           ) -> dict:
+    """Wall seconds of the training step (median over ``epochs`` after the first) of ``cfg``
+    on ``ranks`` MPI ranks, by phase (rank 0's clock): ``mpiexec -n ranks python -m
+    mgritlab.graphs.tasks``; the process-local measurement where ``ranks`` is 1."""
+    import sys
+    import tempfile
+    from dataclasses import asdict
+
+    from ..cluster import run_mpi
+    from .tasks import train_pdegcn_layer_parallel
+
+    config = dict(asdict(cfg), epochs=epochs)
+    if ranks == 1:
+        rec = train_pdegcn_layer_parallel(config)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            cpath, opath = Path(tmp, "config.json"), Path(tmp, "record.json")
+            cpath.write_text(json.dumps(config))
+            proc = run_mpi([sys.executable, "-m", "mgritlab.graphs.tasks", str(cpath),
+                            str(opath)], ranks, timeout=timeout)
+            if proc.returncode != 0:
+                raise RuntimeError(f"the {ranks}-rank timing run failed:\n{proc.stdout}")
+            rec = json.loads(opath.read_text())
+    c = rec["curves"]
+    step = [t - e for t, e in zip(c["seconds"], c["seconds_eval"])][1:] or c["seconds"]
+    out = {"ranks": ranks, "layers": cfg.layers, "levels": cfg.levels, "cf": cfg.cf,
+           "step_s": float(np.median(step))}
+    for ph in ("forward", "adjoint", "gradient", "communication"):
+        xs = c[f"seconds_{ph}"][1:] or c[f"seconds_{ph}"]
+        out[f"{ph}_s"] = float(np.median(xs))
+    return out
+
+
 # -- the analysis the thesis left open (§6.2) ------------------------------------------------
 def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = 64, dataset: str = "Cora",
                  graph=None, seed: int = 0, mask_seed: int = 1) -> list[dict]:

@@ -16,7 +16,7 @@ def train_pdegcn_layer_parallel(config: dict, *, epochs: int | None = None,
     """
     import torch
 
-    from ..mgrit.tasks import world
+    from ..mgrit.tasks import world_partition
     from .train import TrainConfig, train
 
     cfg = TrainConfig.from_dict(dict(config, **({} if epochs is None else {"epochs": epochs})))
@@ -24,14 +24,33 @@ def train_pdegcn_layer_parallel(config: dict, *, epochs: int | None = None,
         raise ValueError("train_pdegcn_layer_parallel needs layer_parallel=True in config")
     if threads:
         torch.set_num_threads(threads)
-    comm, rank, size = world()
-    part = None
-    if size > 1:
-        from ..mgrit.mpi import MPIPartition
-
-        part = MPIPartition(comm)
+    part, rank, size = world_partition()
     r = train(cfg, progress=False, partition=part)
     return {"rank": rank, "size": size, "curves": r["curves"],
             "layers_held": r["layers_per_rank"], "held_bytes": r["held_bytes"],
             "test_acc_at_best_val": r["test_acc_at_best_val"],
             "serial_test_acc_at_best_val": r["serial_test_acc_at_best_val"]}
+
+
+def main(argv=None) -> int:
+    """``mpiexec -n P python -m mgritlab.graphs.tasks CONFIG.json OUT.json [EPOCHS]``: train on
+    all ranks; rank 0 writes its record (used to time runs on several ranks)."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 3):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    config = json.loads(open(args[0]).read())
+    rec = train_pdegcn_layer_parallel(config, epochs=int(args[2]) if len(args) == 3 else None)
+    if rec["rank"] == 0:
+        with open(args[1], "w") as f:
+            json.dump(rec, f)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -309,13 +309,9 @@ def _world(cfg: TrainConfig, partition):
     if partition == "auto":
         partition = None
         if cfg.layer_parallel:
-            from ..mgrit.tasks import world
+            from ..mgrit.tasks import world_partition
 
-            comm, _, size = world()
-            if size > 1:
-                from ..mgrit.mpi import MPIPartition
-
-                partition = MPIPartition(comm)
+            partition = world_partition()[0]
     if partition is None or partition.size == 1:
         return partition, 0, 1
     if not cfg.layer_parallel:

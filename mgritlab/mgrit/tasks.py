@@ -15,6 +15,17 @@ def world():
     return comm, comm.Get_rank(), comm.Get_size()
 
 
+def world_partition():
+    """(partition, rank, size): an MPIPartition over MPI.COMM_WORLD on several ranks, None on
+    one process — the one place that turns "started under mpiexec" into a partition."""
+    comm, rank, size = world()
+    if size == 1:
+        return None, rank, size
+    from .mpi import MPIPartition
+
+    return MPIPartition(comm), rank, size
+
+
 def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
               relax: str = "FCF", cycle: str = "V", tol: float = 1e-7, max_iter: int = 100,
               repeat: int = 1, gather: bool = False, threads: int | None = 1,
@@ -36,12 +47,7 @@ def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
 
     if threads:
         torch.set_num_threads(threads)
-    comm, rank, size = world()
-    part = None
-    if size > 1:
-        from .mpi import MPIPartition
-
-        part = MPIPartition(comm)
+    part, rank, size = world_partition()
     prob = make_problem(problem, **problem_options)
     t = uniform_grid(prob.t0, prob.tf, nt)
     solver = MGRIT(prob, t, max_levels=levels, cf=cf, relax=relax, cycle=cycle, tol=tol,

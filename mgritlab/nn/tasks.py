@@ -16,19 +16,14 @@ def train_layer_parallel(*, problem: str = "spirals", n: int = 200, depth: int =
     """
     import torch
 
-    from ..mgrit.tasks import world
+    from ..mgrit.tasks import world_partition
     from .data import peaks, two_spirals
     from .network import ODENet
     from .training import train
 
     if problem not in ("spirals", "peaks"):
         raise ValueError(f"unknown problem {problem!r}: use 'spirals' or 'peaks'")
-    comm, rank, size = world()
-    part = None
-    if size > 1:
-        from ..mgrit.mpi import MPIPartition
-
-        part = MPIPartition(comm)
+    part, rank, size = world_partition()
     torch.set_num_threads(1)
     if problem == "spirals":
         x, y, classes = *two_spirals(n, seed=seed), 2

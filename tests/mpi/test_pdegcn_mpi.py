@@ -78,3 +78,15 @@ def test_the_engine_task_trains_identically_on_1_and_2_engines():
         assert r["curves"]["val_loss_serial"] == one["curves"]["val_loss_serial"]
     assert sum(r["layers_held"] for r in two) == one["layers_held"] == 16
     assert all(r["held_bytes"]["state"] < one["held_bytes"]["state"] for r in two)
+
+
+def test_epoch_seconds_on_ranks_times_the_same_training_on_2_ranks():
+    from mgritlab.graphs import mgrit_experiments as mx
+
+    cfg = mx.lp_config(3, 2, 1.0, layers=16, epochs=2, channels=8)
+    one = mx.epoch_seconds_on_ranks(cfg, 1, epochs=2)
+    two = mx.epoch_seconds_on_ranks(cfg, 2, epochs=2, timeout=300)
+    assert one["ranks"] == 1 and two["ranks"] == 2
+    for r in (one, two):
+        assert r["step_s"] > 0 and r["forward_s"] > 0 and r["adjoint_s"] > 0
+        assert r["step_s"] >= r["forward_s"] + r["adjoint_s"]
