@@ -139,3 +139,13 @@ def test_kept_results_are_what_the_cli_produces():
             want = replace(preset("Cora", cfg["layers"]), epochs=mx.EPOCHS, seed=cfg["seed"])
         assert _normalized(cfg) == _normalized(asdict(want)), path.name
         assert r["finished"] or r["diverged"], f"{path.name}: only finished runs are kept"
+
+
+def test_parallel_sweep_trains_serial_and_each_hierarchy_per_depth(cora, tmp_path):
+    recs = mx.parallel_sweep({(2, 2): 1.0, (3, 4): 2.5}, layers_list=(8, 16), epochs=1,
+                             quick=True, graph=cora, out_dir=tmp_path)  # 16 channels
+    got = [(r["layers"], r["experiment"], r["levels"], r["cf"], r["alpha"]) for r in recs]
+    # (3, 4) needs a depth divisible by 16: not at 8 layers
+    assert got == [(8, "serial", 1, None, 0.0), (8, "alpha", 2, 2, 1.0),
+                   (16, "serial", 1, None, 0.0), (16, "alpha", 2, 2, 1.0),
+                   (16, "alpha", 3, 4, 2.5)]
