@@ -136,14 +136,6 @@ def _level_alpha(values):
     return out
 
 
-def _mpi_size_from_env() -> int:
-    """The number of ranks when started by mpiexec (MPICH/Hydra or Open MPI), else 1."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 1
-
-
 def _relaunch(args, argv: list[str]) -> int:
     from ..cluster import run_mpi
 
@@ -163,7 +155,9 @@ def _train(args) -> int:
 
     import torch
 
-    size = _mpi_size_from_env()
+    from ..mgrit.tasks import launcher_env
+
+    rank, size = launcher_env() or (0, 1)
     ranks = getattr(args, "ranks", None)
     if ranks is not None and ranks < 1:
         raise SystemExit(f"--ranks must be >= 1, got {ranks}")
@@ -198,7 +192,7 @@ def _train(args) -> int:
             raise SystemExit("MGRIT options given without --layer-parallel: add it to train "
                              "layer-parallel, or drop them")
     cfg = replace(cfg, **changes)
-    lead = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))) == 0
+    lead = rank == 0
     try:
         s = train_seeds(cfg, args.seeds, out_dir=args.out, resume=args.resume,
                         progress=not args.no_progress)

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-
-_MPI_ENV = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_RANK")
 
 
 def _common(p: argparse.ArgumentParser, nt: int, tf: float) -> None:
@@ -80,7 +77,9 @@ def _problem_from_args(args):
 
 
 def _partition(mode: str):
-    use = mode == "on" or (mode == "auto" and any(v in os.environ for v in _MPI_ENV))
+    from .tasks import launcher_env
+
+    use = mode == "on" or (mode == "auto" and launcher_env() is not None)
     if not use:
         return None
     from .mpi import MPIPartition

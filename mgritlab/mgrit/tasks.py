@@ -2,6 +2,7 @@
 callable in one process: the same call gives the same numbers either way."""
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -13,6 +14,25 @@ def world():
         return None, 0, 1
     comm = MPI.COMM_WORLD
     return comm, comm.Get_rank(), comm.Get_size()
+
+
+# what MPI launchers (MPICH/Hydra, Open MPI, PMIx) put into each rank's environment
+_LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+_LAUNCHER_RANK = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+def launcher_env() -> tuple[int, int] | None:
+    """(rank, size) as an MPI launcher's environment gives them, or None when no launcher
+    started this process — read without importing mpi4py, so that a command can decide before
+    its heavy imports (size 1 where the launcher gives a rank but no size)."""
+    if not any(v in os.environ for v in _LAUNCHER_SIZE + _LAUNCHER_RANK):
+        return None
+
+    def first(names, default):
+        return next((int(os.environ[v]) for v in names if os.environ.get(v, "").isdigit()),
+                    default)
+
+    return first(_LAUNCHER_RANK, 0), first(_LAUNCHER_SIZE, 1)
 
 
 def world_partition():
