@@ -179,7 +179,15 @@ def test_residual_history_keeps_zeros_and_factors():
     res = solve(prob, prob.u0, t, max_levels=2, cf=2, relax="F", tol=0.0, max_iter=4)
     assert res.residuals[-1] == 0.0 and res.converged
     assert len(res.conv_factors) == len(res.residuals) - 1
-    assert "iter" in res.table() and "level" in str(res)
+    header, *rows = res.table().splitlines()
+    assert header.split() == ["iter", "residual", "conv.", "factor", "seconds"]
+    assert len(rows) == res.iterations == len(res.residuals)
+    for k, (row, r) in enumerate(zip(rows, res.residuals)):
+        cols = row.split()
+        assert int(cols[0]) == k + 1 and float(cols[1]) == pytest.approx(r, rel=1e-4, abs=0)
+        assert len(cols) == (3 if k == 0 else 4)  # no conv. factor for the first iteration
+    assert str(res).startswith("MGRIT converged in 4 iteration(s)")
+    assert res.hierarchy.summary() in str(res) and res.table() in str(res)
 
 
 def test_one_level_is_sequential_stepping():
@@ -269,15 +277,38 @@ def test_unstable_fine_step_is_named_without_overflow():
 
 
 def test_stagnation_at_round_off_stops_quietly():
-    """A residual stalled at round-off is not a divergence, even with an amplifying level."""
-    prob = Dahlquist(-20.0, scheme="forward_euler")
-    m = MGRIT(prob, uniform_grid(0, 4, 513), max_levels=4, cf=4, tol=1e-30)
-    blocks = m._blocks(prob.u0, None)
-    m._u0, m._scale = prob.u0, 1.0
-    blocks[0].u[:] = 1.0
-    assert m._check_divergence([1e-14] * 6, blocks) == "stalled at round-off"
-    with pytest.raises(MGRITDivergenceError, match="stagnated"):
-        m._check_divergence([1e-6] * 6, blocks)
+    """A residual stalled at round-off is not a divergence, even with an amplifying level:
+    coarse steps 32h·λ = -2.5 amplify by 1.5, yet two-level MGRIT reaches round-off."""
+    prob = Dahlquist(-10.0, scheme="forward_euler")
+    res = solve(prob, prob.u0, uniform_grid(0, 4, 513), max_levels=2, cf=32, tol=1e-30,
+                max_iter=60)
+    assert res.stop_reason == "stalled at round-off" and not res.converged
+    assert res.iterations < 60 and res.residuals[-1] < 1e-12
+    assert float((res.u - sequential_solve(prob, prob.u0, uniform_grid(0, 4, 513))).abs().max()
+                 ) < 1e-12
+
+
+def test_stagnation_above_round_off_with_an_unstable_level_raises():
+    prob = Dahlquist(-20.0, scheme="forward_euler")   # 16h·λ = -2.5: level 1 amplifies by 1.5
+    with pytest.raises(MGRITDivergenceError, match=r"(?s)stagnated.*Level 1 looks unstable"):
+        solve(prob, prob.u0, uniform_grid(0, 4, 513), max_levels=2, cf=16, tol=1e-30,
+              max_iter=60)
+
+
+class _Hinted:
+    """Forward Euler for u' = -200u with advice of its own for an unstable level."""
+
+    def step(self, u, i, level):
+        return u * (1 - 200.0 * level.h(i)[:, None])
+
+    def instability_hint(self, level):
+        return f"HINT for level {level.index} (step {level.dt:.3g})"
+
+
+def test_a_propagators_instability_hint_names_the_unstable_level():
+    u0 = torch.ones(1, dtype=torch.float64)
+    with pytest.raises(MGRITDivergenceError, match=r"Level 2 looks unstable.*HINT for level 2"):
+        solve(_Hinted(), u0, uniform_grid(0, 1, 513), max_levels=3, cf=4, tol=1e-10)
 
 
 def test_exact_partials_make_distributed_norms_split_independent():
@@ -436,3 +467,88 @@ def test_speedup_model_with_xbraids_per_level_split():
     for p in (1, 2, 16):
         assert critical_path(costs, p, distribution="per_level") == critical_path(costs, p)
     assert model_speedup(costs, 2, 64, distribution="per_level") == 256 / 71
+
+
+# -- bad propagators and bad input: named, not solved wrongly -------------------------------
+class _Decay:
+    """u' = -u by backward Euler on a (4,) state, with a deliberate defect (``bad``)."""
+
+    def __init__(self, bad=None):
+        self.bad = bad
+
+    def step(self, u, i, level):
+        out = u / (1 + level.h(i)[:, None])
+        if self.bad == "shape":
+            return out[:, :1]                          # (B, 1) for a (B, 4) state
+        if self.bad == "dtype":
+            return out.float()
+        if self.bad == "mix":                          # state b depends on its batch mates
+            return out + 0.1 * out.mean(dim=0, keepdim=True)
+        if self.bad == "nan" and bool((i == 5).any()):
+            out = out.clone()
+            out[i == 5] = math.nan
+        return out
+
+
+U0 = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("levels", [1, 3])
+@pytest.mark.parametrize("bad, match", [
+    ("shape", r"_Decay.step on level 0 returned shape \(\d+, 1\).*states of shape \(\d+, 4\)"),
+    ("dtype", r"dtype torch.float32 for states .* dtype torch.float64"),
+])
+def test_a_step_of_the_wrong_shape_or_dtype_is_rejected(levels, bad, match):
+    with pytest.raises(ValueError, match=match):
+        solve(_Decay(bad), U0, uniform_grid(0, 1, 33), max_levels=levels, cf=2)
+
+
+def test_a_step_that_mixes_batch_members_is_explained():
+    with pytest.raises(MGRITDivergenceError, match=r"(?s)mixes the states of a batch.*on its "
+                                                   r"own") as err:
+        solve(_Decay("mix"), U0, uniform_grid(0, 1, 65), max_levels=3, cf=2, tol=1e-12,
+              max_iter=100)
+    assert "after iteration" in str(err.value)
+    assert int(str(err.value).split("after iteration ")[1].split()[0]) <= 10
+
+
+def test_non_finite_u0_is_rejected_before_solving():
+    for levels in (1, 2):
+        with pytest.raises(ValueError, match=r"u0 has non-finite entries .*\[\[1\]\]"):
+            solve(_Decay(), torch.tensor([1.0, math.nan, 0.0, 0.0], dtype=torch.float64),
+                  uniform_grid(0, 1, 33), max_levels=levels)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_non_finite_values_from_the_propagator_are_named(levels):
+    with pytest.raises(MGRITDivergenceError, match=r"(?s)Non-finite values.*_Decay.*level 0 "
+                                                   r"at point 6.*step from point 5"):
+        solve(_Decay("nan"), U0, uniform_grid(0, 1, 33), max_levels=levels, cf=2)
+
+
+def test_a_complex_problem_with_a_real_u0_says_so():
+    prob, t = Dahlquist(-3.0 + 2.0j), uniform_grid(0, 1, 33)
+    for levels in (1, 2):
+        with pytest.raises(TypeError, match=r"complex values .* for real states.*"
+                                            r"u0.to\('torch.complex128'\)"):
+            solve(prob, torch.ones(1, dtype=torch.float64), t, max_levels=levels)
+    res = solve(prob, torch.ones(1, dtype=torch.complex128), t, max_levels=2, tol=1e-13)
+    assert res.converged and res.u.is_complex() and float(res.u[-1].imag.abs()) > 0
+
+
+class _Explode:
+    """u' = 20 u by forward Euler: amplifying on every level alike, so no coarse level is
+    'more unstable' than the fine one — an exploding network in one dimension."""
+
+    def step(self, u, i, level):
+        return u * (1 + 20.0 * level.h(i)[:, None])
+
+
+def test_check_growth_raises_on_a_large_growth_without_an_unstable_coarse_level():
+    u0, t = torch.ones(1, dtype=torch.float64), uniform_grid(0, 1, 65)
+    opts = dict(max_levels=3, cf=4, relax="F", tol=0.0, max_iter=2)
+    quiet = solve(_Explode(), u0, t, **opts)        # without check_growth: two iterations
+    assert quiet.residuals[1] > 10 * quiet.residuals[0]
+    with pytest.raises(MGRITDivergenceError, match=r"(?s)raised the residual.*times.*fine "
+                                                   r"step is unstable"):
+        solve(_Explode(), u0, t, check_growth=True, **opts)

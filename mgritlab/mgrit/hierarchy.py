@@ -12,6 +12,16 @@ that advances a batch of states by one step of ``level``'s grid: from t_i to t_{
 forward level, from t_i to t_{i-1} for a backward (adjoint) level. ``level.h(i)`` gives the
 step sizes, ``level.fine_index(i)`` the index on the finest grid (for per-layer parameters).
 
+A propagator may also have
+
+    instability_hint(level) -> str     # optional: what would stabilise this level's step
+
+which the divergence guard (:mod:`mgritlab.mgrit.divergence`) appends when it finds ``level``
+unstable ('' keeps the default advice: an implicit coarse step, a smaller cf, fewer levels).
+
+``step`` must return a tensor of the shape and dtype of ``u`` (checked once per level and
+solve: a ``(B, 1)`` result for a ``(B, 4)`` state would otherwise broadcast silently).
+
 One rule makes serial and distributed runs agree to the last bit: the result for one state
 of the batch must not depend on the other states in it (no batch-wide stopping tests in
 inner solvers — stop each state on its own, as the Newton solver of
@@ -20,9 +30,10 @@ inner solvers — stop each state on its own, as the Newton solver of
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -31,7 +42,9 @@ import torch
 class Propagator(Protocol):
     """Φ on one level: advances a batch of states by one step of that level's grid."""
 
-    def step(self, u: torch.Tensor, i: torch.Tensor, level: "Level") -> torch.Tensor: ...
+    def step(self, u: torch.Tensor, i: torch.Tensor, level: Level) -> torch.Tensor:
+        """u_next (same shape and dtype as u): one step of ``level`` from each point i."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)

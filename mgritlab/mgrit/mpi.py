@@ -74,7 +74,7 @@ class MPIPartition(Partition):
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.reverse = reverse
 
-    def reversed(self) -> "MPIPartition":
+    def reversed(self) -> MPIPartition:
         """The mirrored partition on the same communicator (for the adjoint solve)."""
         return MPIPartition(self.comm, not self.reverse)
 

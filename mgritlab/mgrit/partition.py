@@ -104,7 +104,7 @@ class SerialPartition(Partition):
     def __init__(self, reverse: bool = False):
         self.reverse = reverse
 
-    def reversed(self) -> "SerialPartition":
+    def reversed(self) -> SerialPartition:
         """The mirrored partition (for the adjoint solve)."""
         return SerialPartition(not self.reverse)
 

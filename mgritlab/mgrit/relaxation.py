@@ -32,6 +32,7 @@ class LevelBlock:
     v: torch.Tensor | None = None        # restricted fine approximation (coarse levels)
     phys: torch.Tensor = field(default=None, repr=False)  # physical index of each local point
     counter: dict = field(default_factory=lambda: {"calls": 0, "states": 0})
+    checked: bool = False                # has a step's output been checked (once per block)
 
     def __post_init__(self):
         if self.phys is None:
@@ -46,7 +47,31 @@ class LevelBlock:
         """Φ applied to a batch (one propagator call), counted for the work statistics."""
         self.counter["calls"] += 1
         self.counter["states"] += u.shape[0]
-        return self.propagator.step(u, phys, self.level)
+        out = self.propagator.step(u, phys, self.level)
+        if not self.checked:
+            check_step_output(self.propagator, self.level, u, out)
+            self.checked = True
+        return out
+
+
+def check_step_output(propagator, level: Level, u: torch.Tensor, out) -> None:
+    """Raise a clear error when ``step`` returned something other than the next states in
+    u's shape and dtype: broadcasting or casting it into the solution would be silent."""
+    name = f"{type(propagator).__name__}.step on level {level.index}"
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{name} returned {type(out).__name__}, not a tensor: step(u, i, "
+                        f"level) must return the next states as a tensor shaped like u")
+    if out.is_complex() and not u.is_complex():
+        raise TypeError(
+            f"{name} returned complex values ({out.dtype}) for real states ({u.dtype}): the "
+            f"imaginary parts would be dropped. This is a complex problem: pass u0 as a "
+            f"complex tensor, e.g. u0.to({str(out.dtype)!r})")
+    if out.shape != u.shape or out.dtype != u.dtype:
+        raise ValueError(
+            f"{name} returned shape {tuple(out.shape)}, dtype {out.dtype} for states of shape "
+            f"{tuple(u.shape)}, dtype {u.dtype}: step(u, i, level) must return one next state "
+            f"per input state, in u's shape and dtype (B = {u.shape[0]} states here); pass u0 "
+            f"in the propagator's dtype")
 
 
 def f_relax(b: LevelBlock) -> None:

@@ -16,19 +16,17 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
+from . import divergence
+from .divergence import MGRITDivergenceError
 from .hierarchy import Hierarchy, Propagator, build_hierarchy, relax_sweeps
 from .partition import SerialPartition
 from .relaxation import LevelBlock, c_relax, c_residual, f_relax, sequential_sweep
 from .transfer import fas_restrict, ideal_interpolate, restrict_inject
-
-
-class MGRITDivergenceError(RuntimeError):
-    """The residual grew without bound or turned NaN/inf (usually an unstable coarse step)."""
 
 
 @dataclass
@@ -96,10 +94,12 @@ class MGRIT:
     direction : +1 forward (state), -1 backward (adjoint: starts at t_N and runs to t_0).
     partition : None (one process) or a :class:`mgritlab.mgrit.mpi.MPIPartition`.
     divergence_factor : raise :class:`MGRITDivergenceError` when a residual exceeds this
-        multiple of the smallest residual so far, or is NaN/inf.
+        multiple of the smallest residual so far, or is NaN/inf (the guard:
+        :func:`mgritlab.mgrit.divergence.check`).
     check_growth : also raise when one iteration *increases* the residual and a coarse level
-        is diagnosed unstable — for solves of a few iterations (layer-parallel training,
-        T₁ = 2), which end long before a residual could grow by ``divergence_factor``.
+        is diagnosed unstable, or increases it more than ``divergence.GROWTH_LIMIT`` (10)
+        times — for solves of a few iterations (layer-parallel training, T₁ = 2), which end
+        long before a residual could grow by ``divergence_factor``.
     """
 
     def __init__(self, propagator: Propagator | Sequence[Propagator], t, *, max_levels: int = 2,
@@ -243,11 +243,11 @@ class MGRIT:
         if u_init is not None and u_init_local is not None:
             raise ValueError("give either u_init (the whole guess) or u_init_local (this "
                              "process's block of it), not both")
+        if not bool(torch.isfinite(u0).all()):
+            raise ValueError(f"u0 has non-finite entries (NaN or inf) at "
+                             f"{(~torch.isfinite(u0)).nonzero().tolist()[:5]}: MGRIT needs a "
+                             f"finite initial state")
         blocks = self._blocks(u0, u_init, u_init_local)
-        self._u0 = u0
-        self._growth_diagnosed = False
-        n_c = max(self.hierarchy.levels[0].N // (self.hierarchy.levels[0].cf or 1), 1)
-        self._scale = max(float(u0.abs().max()), 1e-300) * math.sqrt(n_c)
         if self.nested:
             self._nested_iteration(blocks, _Clock)
         setup = time.perf_counter() - t_start
@@ -264,6 +264,10 @@ class MGRIT:
             with _Clock("residual"):
                 residuals.append(self.residual_norm(blocks))
             seconds.append(time.perf_counter() - t0)
+            if not math.isfinite(residuals[-1]):
+                raise MGRITDivergenceError(
+                    f"sequential stepping (one level) gave residual {residuals[-1]}. "
+                    + divergence.nonfinite_origin(blocks))
             converged = True
         for k in range(self.max_iter if len(blocks) > 1 else 0):
             t0 = time.perf_counter()
@@ -280,7 +284,9 @@ class MGRIT:
             if res <= max(self.tol, self.rtol * residuals[0]):
                 converged = True
                 break
-            stop = self._check_divergence(residuals, blocks)
+            stop = divergence.check(residuals, blocks, u0, self.partition,
+                                    divergence_factor=self.divergence_factor,
+                                    check_growth=self.check_growth, tol=self.tol)
             if stop:
                 message = stop
                 break
@@ -299,102 +305,6 @@ class MGRIT:
         return MGRITResult(u_full, residuals, converged, len(residuals), setup, seconds,
                            dict(phases), work, self.hierarchy, fine.u, (fine.lo, fine.hi),
                            message)
-
-    # -- the divergence guard ------------------------------------------------------------
-    def _check_divergence(self, residuals: list[float], blocks) -> str | None:
-        """Raise on growth past ``divergence_factor`` or NaN/inf; and on stagnation (five
-        iterations with ρ > 0.98) when a coarse level is unstable, since round-off amplified
-        by an unstable coarse propagator stalls the residual above the tolerance. Returns a
-        reason to stop quietly ("stalled at round-off") or None to go on.
-
-        Every process takes the same decisions: they depend on global residuals and on the
-        start state u0, which every process has."""
-        res = residuals[-1]
-        smallest = min(residuals)
-        if res > self.divergence_factor**2 * self._scale:  # blown up from the first iteration
-            unstable, message = self._diagnose(blocks)
-            if unstable:
-                raise MGRITDivergenceError(
-                    f"MGRIT diverged: residual {res:.3e} after iteration {len(residuals)}, "
-                    f"far beyond the size of the initial state.\n" + message)
-        if (self.check_growth and len(residuals) >= 2 and res > residuals[-2]
-                and math.isfinite(res) and not self._growth_diagnosed):
-            self._growth_diagnosed = True  # once per solve: the diagnosis costs a few steps
-            unstable, message = self._diagnose(blocks)
-            if unstable:
-                raise MGRITDivergenceError(
-                    f"MGRIT diverges: iteration {len(residuals)} raised the residual from "
-                    f"{residuals[-2]:.3e} to {res:.3e}.\n" + message)
-        if not math.isfinite(res) or (smallest > 0 and res > self.divergence_factor * smallest):
-            raise MGRITDivergenceError(
-                f"MGRIT diverged: residual {res:.3e} after iteration {len(residuals)} "
-                f"(smallest so far {smallest:.3e}).\n" + self._diagnose(blocks)[1])
-        last = residuals[-6:]
-        if len(last) == 6 and all(b > 0.98 * a for a, b in zip(last, last[1:])):
-            if res <= self._roundoff_floor(blocks):
-                return "stalled at round-off"
-            unstable, message = self._diagnose(blocks)
-            if unstable:
-                raise MGRITDivergenceError(
-                    f"MGRIT stagnated at residual {res:.3e} (tol {self.tol:.1e}) after "
-                    f"iteration {len(residuals)}.\n" + message)
-        return None
-
-    def _roundoff_floor(self, blocks) -> float:
-        """1000 ε ‖u_C‖: below this the residual is round-off, whatever the tolerance says."""
-        b = blocks[0]
-        uc = b.u[:: b.cf]
-        sq = uc.reshape(uc.shape[0], -1).abs().pow(2).sum(dim=1)
-        eps = torch.finfo(uc.real.dtype if uc.is_complex() else uc.dtype).eps
-        return 1e3 * eps * self.partition.norm(sq)
-
-    def _diagnose(self, blocks) -> tuple[bool, str]:
-        """Name the level whose propagator amplifies perturbations the most per unit time.
-
-        Returns (whether a coarse level is unstable, a message for the user).
-        """
-        lines, worst, growing, fine_rate = [], None, [], 0.0
-        gen = torch.Generator().manual_seed(0)
-        for b in blocks:
-            lv = b.level
-            x = self._u0.unsqueeze(0).clone()  # the same on every process
-            start = torch.as_tensor([lv.to_physical(0)], device=x.device)
-            d = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x)
-            amp = 0.0
-            with torch.no_grad():
-                base = b.propagator.step(x, start, lv)
-                for _ in range(8):  # power iteration on the linearised step
-                    d = d / d.norm()
-                    eps = 1e-6 * max(1.0, float(x.abs().max()))
-                    d = (b.propagator.step(x + eps * d, start, lv) - base) / eps
-                    amp = float(d.norm())
-            h = lv.dt or float(lv.h(start)[0])
-            lines.append(f"  level {lv.index}: step {h:.4g}, amplification per step {amp:.4g}")
-            # growth rate per unit time, log(amp)/h; unstable: a coarse level that grows
-            # where the fine level decays, or grows much faster than the fine level does
-            rate = math.log(amp) / h if amp > 0 else -math.inf
-            if lv.index == 0:
-                fine_rate = max(rate, 0.0)
-            elif amp > 1.0 + 1e-12 and rate > 2.0 * fine_rate + 1e-12:
-                growing.append(lv.index)
-                if worst is None or rate > worst[1]:
-                    worst = (lv.index, rate, h, amp)
-        unstable = worst is not None
-        if unstable:
-            head = (f"Level {worst[0]} looks unstable: its propagator amplifies perturbations "
-                    f"by {worst[3]:.3g} per step of size {worst[2]:.3g} (amplification > 1 on "
-                    f"level(s) {', '.join(map(str, growing))}). ")
-        elif fine_rate > 0:
-            head = ("No coarse level grows much faster than the fine level, but the fine "
-                    "propagator itself amplifies perturbations (see level 0 below): unless the "
-                    "exact solution grows, the fine step is unstable — use a smaller step or "
-                    "an implicit scheme there. ")
-        else:
-            head = "No coarse level is clearly unstable. "
-        hint = getattr(self.hierarchy.propagators[0], "instability_hint", None) or (
-            "Use an implicit (backward Euler) or IMEX step on the coarse levels "
-            "(coarse_propagator=...), a smaller cf, or fewer levels.")
-        return unstable, head + hint + "\n" + "\n".join(lines)
 
 
 def solve(propagator, u0, t, **options) -> MGRITResult:
