@@ -7,7 +7,7 @@ OUT    ?= build/lessons
 # torch is pinned: 2.13.0 is a CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup test test-fast lessons lab student strip bench clean
+.PHONY: setup test test-fast lint lessons lab student strip bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,9 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not notebook and not mpi"
+
+lint: setup
+	$(BIN)/ruff check .
 
 lessons: setup
 	$(BIN)/python -m mgritlab lessons run --out $(OUT) $(if $(RESUME),--resume,)
