@@ -1,30 +1,10 @@
 """Lesson tooling: run the lesson notebooks, make student copies, strip outputs.
 
-Conventions for every lesson (lessons 01–11 follow them; CI relies on them)
---------------------------------------------------------------------------
-* A lesson is ``lessons/NN_topic.ipynb`` (two-digit number, lower-case topic with
-  underscores), e.g. ``lessons/01_test_equation.ipynb``. It runs with the kernel ``python3``
-  and the working directory ``lessons/``.
-* The first code cell reads the quick-mode switch::
-
-      import os
-      QUICK = os.environ.get("MGRITLAB_QUICK", "0") == "1"
-
-  Quick mode (CI only: ``MGRITLAB_QUICK=1``) shrinks problem sizes and iteration counts so the
-  whole lesson runs in seconds; the normal mode must still run in well under 2 minutes on
-  2 cores. Lessons use ``%matplotlib inline`` and never download anything.
-* The lesson opens with a markdown cell "What you will learn", builds the idea from the
-  equations (markdown + LaTeX), and calls the package (``mgritlab.integrators``,
-  ``mgritlab.problems``, ``mgritlab.stability``, ``mgritlab.mgrit`` …) instead of
-  re-implementing it.
-* It ends with 2–3 exercises. Each exercise's solution is one code cell tagged ``solution``
-  (cell metadata ``{"tags": ["solution"]}``); right after it comes a code cell tagged
-  ``check`` with ``assert`` statements that pass for the solution. Solutions are executed in
-  CI; :func:`make_student_copy` replaces them by ``# Your solution here``.
-* Outputs and execution counts are never committed: run ``python -m mgritlab lessons strip``
-  (or nbstripout) before committing; ``tests/test_lessons.py`` checks this.
-* Lessons may be written by a generator script with :func:`markdown_cell`, :func:`code_cell`
-  and :func:`write_lesson` (the generator itself is not committed).
+The conventions every lesson in ``lessons/`` follows (file names, the quick-mode switch,
+``solution``/``check`` tags, stripped outputs) are written down in CONTRIBUTING.md
+("Lessons"); ``tests/test_lessons.py`` checks them. This module holds the constants they
+rely on (:data:`QUICK_ENV`, :data:`SOLUTION_TAG`, :data:`CHECK_TAG`,
+:data:`STUDENT_PLACEHOLDER`) and the tools.
 
 Command line (``python -m mgritlab lessons …``)
 -----------------------------------------------
@@ -47,8 +27,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
@@ -59,7 +39,7 @@ KERNEL_NAME = "python3"
 __all__ = [
     "SOLUTION_TAG", "CHECK_TAG", "STUDENT_PLACEHOLDER", "QUICK_ENV", "LessonError",
     "lessons_dir", "find_lessons", "run_lessons", "make_student_copy", "strip_outputs",
-    "has_outputs", "markdown_cell", "code_cell", "write_lesson", "register",
+    "has_outputs", "register",
 ]
 
 
@@ -125,10 +105,18 @@ def _env(**values: str):
 
 
 def _kernel_manager(kernel_name: str):
-    """A kernel manager whose python3 kernel runs on this interpreter (``sys.executable``)."""
+    """A kernel manager whose python3 kernel runs on this interpreter (``sys.executable``).
+
+    The kernel's sockets are CurveZMQ-encrypted when pyzmq and the kernel support it
+    (jupyter_client >= 8.10, ipykernel >= 7.4 declare it in the kernelspec); otherwise
+    ipykernel logs "Kernel is running over TCP without encryption" once per lesson.
+    """
+    import zmq
     from jupyter_client.manager import KernelManager
 
     km = KernelManager(kernel_name=kernel_name)
+    if zmq.has("curve") and "transport_encryption" in km.trait_names():
+        km.transport_encryption = "auto"  # encrypts only if the kernelspec declares curve
     spec = km.kernel_spec
     if spec is not None and spec.argv and "ipykernel_launcher" in spec.argv:
         spec.argv = [sys.executable] + spec.argv[1:]
@@ -325,44 +313,6 @@ def make_student_copy(src_dir: Path | str | None = None, out_dir: Path | str = "
         nbformat.write(nb, dest)
         written.append(dest)
     return written
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers for lesson generator scripts
-# --------------------------------------------------------------------------------------------
-def markdown_cell(text: str):
-    """A markdown cell (leading/trailing blank lines removed)."""
-    import nbformat
-
-    return nbformat.v4.new_markdown_cell(text.strip("\n"))
-
-
-def code_cell(source: str, tags: Sequence[str] = ()):
-    """A code cell, optionally tagged (``solution`` / ``check``)."""
-    import nbformat
-
-    cell = nbformat.v4.new_code_cell(source.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    return cell
-
-
-def write_lesson(path: Path | str, cells: Sequence) -> Path:
-    """Write a lesson notebook (python3 kernel metadata, no outputs) and validate it."""
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = list(cells)
-    for i, cell in enumerate(nb.cells):  # stable ids: regenerating gives a clean git diff
-        cell["id"] = f"cell-{i:03d}"
-    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    _strip_nb(nb)
-    nbformat.validate(nb)
-    path = Path(path)
-    nbformat.write(nb, path)
-    return path
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_failures_are_reported_after_all_lessons(tmp_path):
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(src)]
         nbformat.write(nb, path)
-    with pytest.raises(LessonError, match="01_bad.*ValueError: boom") as err:
+    with pytest.raises(LessonError, match=r"01_bad.*ValueError: boom") as err:
         run_lessons([bad, good], tmp_path / "out", quick=True, timeout=120, progress=False)
     assert list(err.value.failures) == ["01_bad"]
     assert (tmp_path / "out" / "02_good.html").exists()
