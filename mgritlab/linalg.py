@@ -1,4 +1,5 @@
-"""Batched conjugate gradients and a differentiable shifted solve.
+"""The linear-algebra kernels of the package: batched CG, a differentiable shifted solve,
+tridiagonal solves and batch-independent dot products.
 
 A batch holds B independent linear systems, indexed along one axis of the tensor, ``batch_dim``;
 every other axis belongs to one system's vector. The two layouts of the package are
@@ -12,6 +13,8 @@ given as a callable on tensors of b's shape. :func:`shifted_solve` computes
     y_j = (I + s_j A)^{-1} r_j,        A symmetric positive semi-definite, s_j >= 0,
 
 differentiably in r and s (PDE-GCN's IMEX factor, thesis eq. 4.23: M = (I + h k² GᵀG)^{-1}).
+:func:`batched_tridiagonal_solve` solves B tridiagonal systems with their own coefficients
+(Thomas algorithm; Newton's Jacobians of a tridiagonal L), :func:`batched_dot` gives ⟨x_j, y_j⟩.
 
 Batch independence: a system's result never depends on which other systems share its batch.
 Every system stops on its own (a converged system's x, r, p no longer change) and its dot
@@ -22,12 +25,14 @@ agreement is to rounding.)
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-__all__ = ["CGError", "cg_solve", "shifted_solve", "TOL_FLOOR_EPS"]
+__all__ = ["CGError", "cg_solve", "shifted_solve", "batched_dot", "batched_tridiagonal_solve",
+           "TridiagonalFactor", "TOL_FLOOR_EPS"]
 
 TOL_FLOOR_EPS = 8
 """The tolerance is raised to ``TOL_FLOOR_EPS * eps`` of the dtype (float32: 9.5e-7, float64:
@@ -49,8 +54,8 @@ def _per_system(v: torch.Tensor, batch_dim: int, ndim: int) -> torch.Tensor:
     return v.reshape(shape)
 
 
-def _dot(x: torch.Tensor, y: torch.Tensor, batch_dim: int) -> torch.Tensor:
-    """⟨x_j, y_j⟩ for every system j, shape (B,).
+def batched_dot(x: torch.Tensor, y: torch.Tensor, batch_dim: int = 0) -> torch.Tensor:
+    """⟨x_j, y_j⟩ = Σ_i x_j[i] y_j[i] for every system j along ``batch_dim``, shape (B,).
 
     Each system is summed as one contiguous row of a (B, m) tensor, which torch reduces in an
     order fixed by m. A lone row (B = 1) with many entries torch would split across threads, so
@@ -86,7 +91,7 @@ def cg_solve(A: Operator, b: torch.Tensor, *, tol: float = 1e-10, maxiter: int |
     tol = max(float(tol), TOL_FLOOR_EPS * torch.finfo(b.dtype).eps)
 
     def dot(u, v):
-        return _dot(u, v, batch_dim)
+        return batched_dot(u, v, batch_dim)
 
     def per_system(v):
         return _per_system(v, batch_dim, b.dim())
@@ -152,7 +157,7 @@ class _ShiftedSolve(torch.autograd.Function):
         # ȳ may be a broadcast (stride-0) tensor, which an SpMM in apply_A need not accept
         lam = cg_solve(lambda v: v + s_sys * apply_A(v), y_bar.contiguous(), tol=ctx.tol,
                        maxiter=ctx.maxiter, batch_dim=batch_dim)
-        s_bar = -_dot(lam, apply_A(y), batch_dim) if ctx.needs_input_grad[1] else None
+        s_bar = -batched_dot(lam, apply_A(y), batch_dim) if ctx.needs_input_grad[1] else None
         return lam, s_bar, None, None, None, None
 
 
@@ -169,3 +174,82 @@ def shifted_solve(apply_A: Operator, r: torch.Tensor, s, *, tol: float = 1e-10,
     batch_dim = batch_dim % r.dim()
     s = torch.as_tensor(s, dtype=r.dtype, device=r.device).reshape(-1).expand(r.shape[batch_dim])
     return _ShiftedSolve.apply(r, s, apply_A, tol, maxiter, batch_dim)
+
+
+def batched_tridiagonal_solve(lower: torch.Tensor, main: torch.Tensor, upper: torch.Tensor,
+                              rhs: torch.Tensor) -> torch.Tensor:
+    """Solve B tridiagonal systems at once (Thomas algorithm, vectorised over the batch).
+
+    ``main``/``rhs`` have shape (B, n), ``lower``/``upper`` (B, n-1): row i of system b reads
+    lower[b, i-1] x[i-1] + main[b, i] x[i] + upper[b, i] x[i+1] = rhs[b, i]. No pivoting:
+    meant for diagonally dominant matrices such as I + h(L - diag(g')) with small h. Only
+    elementwise operations, so each system's result is independent of the others in the batch.
+    """
+    n = main.shape[1]
+    c = torch.empty_like(upper)
+    d = torch.empty_like(rhs)
+    piv = main[:, 0]
+    if n > 1:
+        c[:, 0] = upper[:, 0] / piv
+    d[:, 0] = rhs[:, 0] / piv
+    for i in range(1, n):
+        piv = main[:, i] - lower[:, i - 1] * c[:, i - 1]
+        if i < n - 1:
+            c[:, i] = upper[:, i] / piv
+        d[:, i] = (rhs[:, i] - lower[:, i - 1] * d[:, i - 1]) / piv
+    x = torch.empty_like(rhs)
+    x[:, n - 1] = d[:, n - 1]
+    for i in range(n - 2, -1, -1):
+        x[:, i] = d[:, i] - c[:, i] * x[:, i + 1]
+    return x
+
+
+class TridiagonalFactor:
+    """A LAPACK factorisation of a real tridiagonal matrix T, for ``T^{-1} x`` on columns.
+
+    A symmetric T (lower = upper, the caller's judgement) is first tried as positive definite,
+    T = L D Lᵀ (``dpttrf``); otherwise, or when that fails, T = P L U with partial pivoting
+    (``dgttrf``). Each column of x is solved by the same scalar recursion whatever the
+    number of columns (``dpttrs``/``dgttrs``), so a column's result never depends on the others.
+    """
+
+    def __init__(self, lower: np.ndarray, main: np.ndarray, upper: np.ndarray, *,
+                 symmetric: bool, require_spd: bool = False):
+        from scipy.linalg.lapack import dgttrf, dpttrf
+
+        self.n = main.shape[0]
+        if symmetric:
+            d, e, info = dpttrf(main, upper)
+            if info == 0:
+                self.kind, self._f = "pttrf", (d, e)
+                return
+            if require_spd:
+                raise ValueError(f"the tridiagonal matrix is not positive definite (dpttrf "
+                                 f"info={info})")
+        elif require_spd:
+            raise ValueError("an SPD tridiagonal factorisation needs a symmetric matrix")
+        dl, d, du, du2, ipiv, info = dgttrf(lower, main, upper)
+        if info != 0:
+            raise ValueError(f"the tridiagonal matrix is singular (dgttrf info={info})")
+        self.kind, self._f = "gttrf", (dl, d, du, du2, ipiv)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._f)
+
+    def solve(self, x: np.ndarray) -> np.ndarray:
+        """T^{-1} x for x of shape (n, k), real or complex (real and imaginary parts apart)."""
+        if np.iscomplexobj(x):
+            return self._solve_real(x.real) + 1j * self._solve_real(x.imag)
+        return self._solve_real(x)
+
+    def _solve_real(self, x: np.ndarray) -> np.ndarray:
+        from scipy.linalg.lapack import dgttrs, dpttrs
+
+        if self.kind == "pttrf":
+            y, info = dpttrs(*self._f, x)
+        else:
+            y, info = dgttrs(*self._f, x)
+        if info != 0:
+            raise RuntimeError(f"LAPACK {self.kind[:2]}trs failed (info={info})")
+        return y

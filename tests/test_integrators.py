@@ -18,6 +18,107 @@ from mgritlab.integrators import (
 torch.manual_seed(0)
 F64 = torch.float64
 
+KINDS = ("none", "scalar", "diag", "dense_spd", "dense", "tridiagonal", "tridiagonal_nonsym",
+         "sparse_sym", "sparse", "callable", "cg_matrix")
+
+
+def operator_case(kind, n):
+    """(L, SemilinearODE keywords, L as a dense float64 matrix) for every form of L."""
+    rng = np.random.default_rng(11)
+    lap = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1]) * 40.0
+    M = rng.standard_normal((n, n))
+    spd = M @ M.T / n
+    if kind == "none":
+        return None, {}, torch.zeros(n, n, dtype=F64)
+    if kind == "scalar":
+        return 2.5, {}, 2.5 * torch.eye(n, dtype=F64)
+    if kind == "diag":
+        d = torch.as_tensor(rng.uniform(0.5, 3.0, n))
+        return d, {}, torch.diag(d)
+    if kind in ("dense_spd", "cg_matrix"):
+        L = torch.as_tensor(spd)
+        return L, ({"method": "cg"} if kind == "cg_matrix" else {}), L
+    if kind == "dense":
+        L = torch.as_tensor(M / np.sqrt(n) + 3 * np.eye(n))
+        return L, {}, L
+    if kind == "callable":  # -40 u'' by slicing: each state on its own
+        def L(v):
+            w = torch.nn.functional.pad(v, (1, 1))
+            return 40.0 * (2 * v - w[:, :-2] - w[:, 2:])
+        return L, {}, torch.as_tensor(lap.toarray())
+    if kind == "tridiagonal":
+        A = lap.tocsr()
+    elif kind == "tridiagonal_nonsym":
+        A = sp.diags([-0.5 * np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1],
+                     format="csr") * 40.0
+    elif kind == "sparse_sym":
+        G = sp.random(n, n, density=0.3, random_state=3)
+        A = (G @ G.T + sp.identity(n)).tocsr()
+    else:
+        A = (sp.random(n, n, density=0.3, random_state=4) + 3 * sp.identity(n)).tocsr()
+    return A, {}, torch.as_tensor(A.toarray())
+
+
+def nonuniform_steps(B, seed=12):
+    """Start times and step sizes of B consecutive steps of a non-uniform grid (all distinct,
+    a few repeated as on a grid refined in blocks)."""
+    rng = np.random.default_rng(seed)
+    h = rng.uniform(0.01, 0.1, B)
+    h[B // 2:B // 2 + 3] = h[B // 2]
+    t = np.concatenate([[0.0], np.cumsum(h)[:-1]])
+    return torch.as_tensor(t), torch.as_tensor(h)
+
+
+SCHEMES = ("forward_euler", "imex_euler", "backward_euler", "newton", "newton_jac")
+
+
+def scheme_case(scheme, L, kw, n):
+    g = lambda t, u: torch.sin(u) + torch.cos(t)[:, None]
+    if scheme in ("newton", "newton_jac"):
+        g3 = lambda t, u: -u**3 + torch.cos(t)[:, None]
+        extra = ({"dg": lambda t, u: -3 * u**2} if scheme == "newton" else
+                 {"jac": lambda t, u: torch.diag_embed(-3 * u**2)})
+        return get_stepper("backward_euler"), SemilinearODE(L, g3, state_shape=(n,),
+                                                            cg_tol=1e-12, **extra, **kw)
+    dep = scheme != "backward_euler"
+    return get_stepper(scheme), SemilinearODE(L, g, state_shape=(n,), g_depends_on_u=dep,
+                                              cg_tol=1e-12, **kw)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_batched_equals_one_by_one_bitwise_on_a_nonuniform_grid(kind, scheme):
+    """Batch independence: a state's step never depends on the other states of its batch, so
+    stepping 12 states of a non-uniform grid at once, one by one or split as MPI ranks split
+    them gives the same bits (the rule of mgrit/hierarchy.py)."""
+    if scheme == "newton_jac" and kind == "callable":
+        pytest.skip("a callable L has no matrix for a full Jacobian")
+    n, B = 13, 12  # 13: rows of 13 doubles sit at addresses of every alignment
+    L, kw, _ = operator_case(kind, n)
+    stepper, ode = scheme_case(scheme, L, kw, n)
+    t, h = nonuniform_steps(B)
+    u = torch.as_tensor(np.random.default_rng(13).standard_normal((B, n)))
+    batched = stepper.step(ode, u, t, h)
+    one_by_one = torch.cat([stepper.step(ode, u[i:i + 1], t[i:i + 1], h[i:i + 1])
+                            for i in range(B)])
+    split = torch.cat([stepper.step(ode, u[a:b], t[a:b], h[a:b]) for a, b in ((0, 5), (5, B))])
+    assert torch.equal(batched, one_by_one), (kind, scheme)
+    assert torch.equal(batched, split), (kind, scheme)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_uniform_step_as_float_or_per_state_gives_the_same_bits(kind):
+    """On a uniform grid too: one float h for the batch, h per state, or one state at a time."""
+    n, B = 41, 7
+    L, kw, _ = operator_case(kind, n)
+    stepper, ode = scheme_case("imex_euler", L, kw, n)
+    u = torch.as_tensor(np.random.default_rng(14).standard_normal((B, n)))
+    t = torch.arange(B, dtype=F64) * 0.05
+    a = stepper.step(ode, u, t, 0.05)
+    b = stepper.step(ode, u, t, torch.full((B,), 0.05, dtype=F64))
+    c = torch.cat([stepper.step(ode, u[i:i + 1], t[i:i + 1], 0.05) for i in range(B)])
+    assert torch.equal(a, b) and torch.equal(a, c), kind
+
 
 def _run(stepper, ode, u0, t0, tf, n):
     h = (tf - t0) / n
@@ -106,17 +207,27 @@ def test_backward_euler_linear_solve_matches_dense(kind):
         assert torch.allclose(out, ref, atol=1e-9, rtol=1e-9), kind
 
 
-def test_factorisation_cached_per_step():
-    n = 20
-    A = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1])
+def test_tridiagonal_solve_falls_back_when_shift_is_indefinite():
+    """A symmetric tridiagonal L whose I + hL is not positive definite for a large h: 'auto'
+    still solves (pivoted LU), 'pttrf' says why it cannot."""
+    from mgritlab.integrators import TridiagonalOperator
+
+    n = 12
+    A = sp.diags([-np.ones(n - 1), np.linspace(-3.0, 1.0, n), -np.ones(n - 1)], [-1, 0, 1])
+    u = torch.as_tensor(np.random.default_rng(8).standard_normal((3, n)))
+    t = torch.zeros(3, dtype=F64)
+    dense = torch.as_tensor(A.toarray())
     ode = SemilinearODE(A, state_shape=(n,))
-    st = get_stepper("backward_euler")
-    u = torch.ones(3, n, dtype=F64)
-    for _ in range(3):
-        st.step(ode, u, torch.zeros(3, dtype=F64), 0.1)
-    st.step(ode, u, torch.zeros(3, dtype=F64), torch.tensor([0.1, 0.2, 0.2], dtype=F64))
-    assert sorted(ode.op._cache) == [0.1, 0.2]
-    assert ode.op._cache[0.1][0] == "pttrf"
+    assert isinstance(ode.op, TridiagonalOperator) and ode.op.symmetric
+    for h in (0.1, 2.0):  # I + 0.1 L is SPD, I + 2 L is indefinite
+        out = get_stepper("backward_euler").step(ode, u, t, h)
+        ref = torch.linalg.solve(torch.eye(n, dtype=F64) + h * dense, u.T).T
+        assert torch.allclose(out, ref, rtol=0, atol=1e-12), h
+    forced = SemilinearODE(A, state_shape=(n,), method="pttrf")
+    with pytest.raises(ValueError, match=r"not positive definite.*method='splu'"):
+        get_stepper("backward_euler").step(forced, u, t, 2.0)
+    with pytest.raises(ValueError, match="symmetric tridiagonal"):
+        SemilinearODE(sp.diags([np.ones(n - 1), 2 * np.ones(n)], [-1, 0]), method="pttrf")
 
 
 def test_cg_matches_dense_solve():
@@ -130,21 +241,33 @@ def test_cg_matches_dense_solve():
         cg_solve(lambda v: v @ A.T, b, tol=1e-13, maxiter=2)
 
 
-def test_imex_reduces_to_forward_euler_and_shared_diagonal_scaling():
+def test_imex_at_zero_l_is_forward_euler():
     g = lambda t, u: -torch.sin(u) + t[:, None]
     u = torch.randn(6, 3, dtype=F64)
     t = torch.rand(6, dtype=F64)
-    h, alpha = 0.3, 2.5
-    fe = get_stepper("forward_euler").step(SemilinearODE(None, g), u, t, h)
-    im0 = get_stepper("imex_euler").step(SemilinearODE(0.0, g), u, t, h)
-    assert torch.allclose(fe, im0, atol=1e-15)
-    im = get_stepper("imex_euler").step(SemilinearODE(alpha, g), u, t, h)
-    # thesis eq. 4.17: x + h/(1+hα) (g(x) - α x), i.e. forward Euler on -αx + g with step h/(1+hα)
-    ref = u + h / (1 + h * alpha) * (g(t, u) - alpha * u)
-    assert torch.allclose(im, ref, atol=1e-14)
-    diag = torch.tensor([0.5, 1.0, 2.0], dtype=F64)
-    imd = get_stepper("imex_euler").step(SemilinearODE(diag, g), u, t, h)
-    assert torch.allclose(imd, (u + h * g(t, u)) / (1 + h * diag), atol=1e-14)
+    fe = get_stepper("forward_euler").step(SemilinearODE(None, g), u, t, 0.3)
+    im0 = get_stepper("imex_euler").step(SemilinearODE(0.0, g), u, t, 0.3)
+    assert torch.allclose(fe, im0, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"none"}))
+def test_imex_step_matches_dense_inverse(kind):
+    """u_{n+1} = (I + hA)^{-1}(u_n + h g(t_n, u_n)) (thesis eq. 4.8) against a dense solve
+    with the matrix A of every form of L, for a float h and per-state steps."""
+    n, B = 13, 5
+    L, kw, A = operator_case(kind, n)
+    g = lambda t, u: -torch.sin(u) + t[:, None]
+    ode = SemilinearODE(L, g, state_shape=(n,), cg_tol=1e-14, **kw)
+    rng = np.random.default_rng(9)
+    u = torch.as_tensor(rng.standard_normal((B, n)))
+    t = torch.as_tensor(rng.random(B))
+    for h in (0.3, torch.as_tensor(rng.uniform(0.05, 0.5, B))):
+        out = get_stepper("imex_euler").step(ode, u, t, h)
+        hb = torch.as_tensor(h, dtype=F64).expand(B)
+        ref = torch.stack([torch.linalg.solve(torch.eye(n, dtype=F64) + hb[b] * A,
+                                              u[b] + hb[b] * g(t[b:b + 1], u[b:b + 1])[0])
+                           for b in range(B)])
+        assert torch.allclose(out, ref, rtol=0, atol=1e-11), kind
 
 
 def test_newton_with_matrix_and_jacobian():
@@ -241,20 +364,6 @@ def test_many_distinct_steps_match_per_step_solves(dense):
     ref = torch.stack([torch.linalg.solve(torch.eye(n, dtype=F64) + h[b] * Ad, u[b])
                        for b in range(B)])
     assert torch.allclose(out, ref, atol=1e-12)
-    assert ode.op._eig is not None and len(ode.op._cache) == 0
-
-
-def test_batched_tridiagonal_solve():
-    from mgritlab.integrators import batched_tridiagonal_solve
-
-    rng = np.random.default_rng(6)
-    B, n = 5, 9
-    lo, up = torch.as_tensor(rng.random((B, n - 1))), torch.as_tensor(rng.random((B, n - 1)))
-    main = 3 + torch.as_tensor(rng.random((B, n)))
-    rhs = torch.as_tensor(rng.standard_normal((B, n)))
-    x = batched_tridiagonal_solve(lo, main, up, rhs)
-    M = torch.diag_embed(main) + torch.diag_embed(lo, -1) + torch.diag_embed(up, 1)
-    assert torch.allclose(x, torch.linalg.solve(M, rhs[..., None])[..., 0], atol=1e-13)
 
 
 def test_newton_tridiagonal_matches_dense_newton():
@@ -266,9 +375,11 @@ def test_newton_tridiagonal_matches_dense_newton():
     u = torch.as_tensor(rng.uniform(-1, 1, (4, n)))
     t = torch.zeros(4, dtype=F64)
     h = torch.tensor([0.05, 0.1, 0.05, 0.2], dtype=F64)
+    from mgritlab.integrators import DenseOperator, TridiagonalOperator
+
     sparse = SemilinearODE(A, g, dg=dg, newton_tol=1e-13)
     dense = SemilinearODE(torch.as_tensor(A.toarray()), g, dg=dg, newton_tol=1e-13)
-    assert sparse.op.tridiag is not None
+    assert isinstance(sparse.op, TridiagonalOperator) and isinstance(dense.op, DenseOperator)
     a = get_stepper("backward_euler").step(sparse, u, t, h)
     b = get_stepper("backward_euler").step(dense, u, t, h)
     assert torch.allclose(a, b, atol=1e-12)

@@ -1,9 +1,18 @@
 """Batched CG and the shifted solve: dense oracles, batch independence, errors, gradients."""
+import warnings
+
 import pytest
 import torch
 
 from mgritlab import integrators, linalg
-from mgritlab.linalg import CGError, cg_solve, shifted_solve
+from mgritlab.linalg import (
+    CGError,
+    TridiagonalFactor,
+    batched_dot,
+    batched_tridiagonal_solve,
+    cg_solve,
+    shifted_solve,
+)
 
 F64 = torch.float64
 
@@ -24,7 +33,9 @@ def graph_laplacian(n, edges=40, seed=0):
     w = torch.rand(len(i), generator=g, dtype=F64) + 0.5
     G[torch.arange(len(i)), i] = w
     G[torch.arange(len(i)), j] = -w
-    return (G.T @ G).to_sparse_csr()
+    with warnings.catch_warnings():  # torch: "Sparse CSR tensor support is in beta state"
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
+        return (G.T @ G).to_sparse_csr()
 
 
 def laplace_1d(v, dim):
@@ -36,6 +47,7 @@ def laplace_1d(v, dim):
 
 def test_integrators_reexport_linalg():
     assert integrators.cg_solve is linalg.cg_solve and integrators.CGError is linalg.CGError
+    assert integrators.batched_tridiagonal_solve is linalg.batched_tridiagonal_solve
 
 
 def test_cg_rows_matches_dense():
@@ -148,3 +160,65 @@ def test_shifted_solve_gradients_batch_independent_bitwise():
     s1 = s.detach()[2:].clone().requires_grad_()
     shifted_solve(lambda v: L @ v, r1, s1, tol=1e-12).square().sum().backward()
     assert torch.equal(r1.grad, r.grad[:, 2:]) and torch.equal(s1.grad, s.grad[2:])
+
+
+def tridiagonal(n, seed, symmetric):
+    g = torch.Generator().manual_seed(seed)
+    up = -torch.rand(n - 1, generator=g, dtype=F64)
+    lo = up.clone() if symmetric else -torch.rand(n - 1, generator=g, dtype=F64)
+    main = 2.5 + torch.rand(n, generator=g, dtype=F64)
+    dense = torch.diag(main) + torch.diag(lo, -1) + torch.diag(up, 1)
+    return lo, main, up, dense
+
+
+@pytest.mark.parametrize("symmetric, main_shift, kind", [(True, 0.0, "pttrf"),
+                                                         (False, 0.0, "gttrf"),
+                                                         (True, -3.0, "gttrf")])
+def test_tridiagonal_factor_matches_dense_and_solves_columns_on_their_own(symmetric, main_shift,
+                                                                          kind):
+    """SPD: L D Lᵀ; non-symmetric or indefinite: pivoted LU. Against a dense solve, for real
+    and complex right-hand sides, and each column bitwise the same alone or with others."""
+    n = 31
+    lo, main, up, dense = tridiagonal(n, seed=1, symmetric=symmetric)
+    main, dense = main + main_shift, dense + main_shift * torch.eye(n, dtype=F64)
+    f = TridiagonalFactor(lo.numpy(), main.numpy(), up.numpy(), symmetric=symmetric)
+    assert f.kind == kind
+    x = torch.randn(n, 6, dtype=F64)
+    y = torch.as_tensor(f.solve(x.numpy()))
+    assert torch.allclose(y, torch.linalg.solve(dense, x), rtol=0, atol=1e-12)
+    for j in range(6):
+        assert torch.equal(torch.as_tensor(f.solve(x[:, j:j + 1].numpy())), y[:, j:j + 1])
+    z = torch.complex(x, torch.randn(n, 6, dtype=F64))
+    yz = torch.as_tensor(f.solve(z.numpy()))
+    assert torch.allclose(yz, torch.linalg.solve(dense.to(z.dtype), z), rtol=0, atol=1e-12)
+
+
+def test_tridiagonal_factor_errors():
+    lo, main, up, _ = tridiagonal(5, seed=2, symmetric=True)
+    with pytest.raises(ValueError, match="not positive definite"):
+        TridiagonalFactor(lo.numpy(), (main - 5).numpy(), up.numpy(), symmetric=True,
+                          require_spd=True)
+    with pytest.raises(ValueError, match="singular"):
+        TridiagonalFactor(0 * lo.numpy(), 0 * main.numpy(), 0 * up.numpy(), symmetric=False)
+
+
+def test_batched_tridiagonal_solve_matches_dense_and_is_batch_independent():
+    B, n = 5, 9
+    g = torch.Generator().manual_seed(6)
+    lo, up = torch.rand(B, n - 1, generator=g, dtype=F64), torch.rand(B, n - 1, generator=g,
+                                                                      dtype=F64)
+    main = 3 + torch.rand(B, n, generator=g, dtype=F64)
+    rhs = torch.randn(B, n, generator=g, dtype=F64)
+    x = batched_tridiagonal_solve(lo, main, up, rhs)
+    M = torch.diag_embed(main) + torch.diag_embed(lo, -1) + torch.diag_embed(up, 1)
+    assert torch.allclose(x, torch.linalg.solve(M, rhs[..., None])[..., 0], rtol=0, atol=1e-13)
+    alone = batched_tridiagonal_solve(lo[2:3], main[2:3], up[2:3], rhs[2:3])
+    assert torch.equal(alone, x[2:3])
+
+
+@pytest.mark.parametrize("m", [7, 40_000])
+def test_batched_dot_lone_row_sums_like_a_row_of_many(m):
+    x = torch.randn(3, m, dtype=F64)
+    d = batched_dot(x, x)
+    assert torch.allclose(d, (x * x).sum(1), rtol=1e-14, atol=0)
+    assert torch.equal(batched_dot(x[1:2], x[1:2]), d[1:2])
