@@ -172,3 +172,65 @@ def test_kept_results_are_those_of_the_cli_defaults(dataset, model, target):
     assert s == json.loads((RESULTS / f"{cfg.name}_summary.json").read_text())
     if target is not None:
         assert s["test_mean"] >= target
+
+
+# ---- corrupt and concurrent files (issue 11, robustness) ---------------------------------------
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", "truncated"])
+def test_an_unreadable_checkpoint_is_named_with_what_to_do(cora, tmp_path, content):
+    from mgritlab.nn.runner import CheckpointError
+
+    cfg = replace(SMALL, epochs=3, layers=2, checkpoint_every=1)
+    train(cfg, graph=cora, out_dir=tmp_path, progress=False, stop_after=2)
+    ck = tmp_path / f"{cfg.name}_seed0.ckpt.pt"
+    data = ck.read_bytes()
+    ck.write_bytes(data[: len(data) // 2] if content == "truncated" else content)
+    before = ck.read_bytes()
+    with pytest.raises(CheckpointError, match=f"checkpoint {ck}.*delete it.*without --resume"):
+        train(cfg, graph=cora, out_dir=tmp_path, progress=False, resume=True)
+    assert ck.read_bytes() == before  # nothing is lost or overwritten
+
+
+def test_a_truncated_result_json_is_rebuilt_from_the_checkpoint(cora, tmp_path):
+    cfg = replace(SMALL, epochs=3, layers=2)
+    full = train(cfg, graph=cora, out_dir=tmp_path, progress=False)
+    js = tmp_path / f"{cfg.name}_seed0.json"
+    js.write_text(js.read_text()[:100])  # killed while writing, before it was atomic
+    with pytest.warns(RuntimeWarning, match="not valid JSON"):
+        again = train(cfg, graph=cora, out_dir=tmp_path, progress=False, resume=True)
+    assert again["curves"] == full["curves"] and again["finished"]
+    assert json.loads(js.read_text())["curves"] == full["curves"]
+
+
+def test_two_runs_into_one_folder_do_not_share_a_temporary_file(cora, tmp_path):
+    cfg = replace(SMALL, epochs=1, layers=2)
+    stem = f"{cfg.name}_seed0"
+    # the temporary a second run (same --out) is writing at this moment
+    other = {tmp_path / f"{stem}.ckpt.pt.tmp": b"other", tmp_path / f"{stem}.json.tmp": b"other"}
+    for p, b in other.items():
+        p.write_bytes(b)
+    train(cfg, graph=cora, out_dir=tmp_path, progress=False)
+    assert all(p.read_bytes() == b for p, b in other.items())
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p not in other]
+
+
+def test_bad_epoch_counts_say_what_to_change(cora):
+    for bad in (dict(epochs=0), dict(checkpoint_every=0), dict(epochs=2.5)):
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            train(replace(SMALL, **bad), graph=cora, progress=False)
+    with pytest.raises(ValueError, match="unknown model 'mlp'.*'pdegcn', 'gcn'"):
+        train(replace(SMALL, model="mlp"), graph=cora, progress=False)
+
+
+def test_a_second_ctrl_c_says_what_was_lost():
+    import os
+    import signal
+
+    from mgritlab.nn.runner import run_epochs
+
+    def step(epoch):
+        os.kill(os.getpid(), signal.SIGINT)
+        if epoch == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # impatient: a second one in the same epoch
+
+    with pytest.raises(KeyboardInterrupt, match="second interrupt.*since the last checkpoint"):
+        run_epochs(step, start=0, end=3, total=3, progress=False)

@@ -5,7 +5,8 @@ weights K_l: a smaller lr_K, no weight decay), full-batch, one step per epoch. M
 is honest: the reported accuracy is the **test accuracy at the epoch of best validation
 accuracy** (ties broken by the lower validation loss), never the best test accuracy.
 
-Runs are reproducible and resumable: every ``checkpoint_every`` epochs the model, optimizer,
+Runs are reproducible and resumable (the loop, checkpoints, signals and selection are those of
+:mod:`mgritlab.nn.runner`): every ``checkpoint_every`` epochs the model, optimizer,
 history and all RNG states (torch, numpy, random) are written atomically; a resumed run
 reproduces the uninterrupted one exactly (the dropout masks are drawn from the saved torch
 state). Results are JSON: per-epoch curves, best validation accuracy, test accuracy there,
@@ -23,13 +24,8 @@ a resumed layer-parallel run equals the uninterrupted one.
 from __future__ import annotations
 
 import json
-import math
-import os
-import random
-import signal
-import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -38,6 +34,19 @@ import torch
 import torch.nn.functional as F
 
 from ..mgrit import MGRITDivergenceError
+from ..mgrit.tasks import any_rank, world_partition
+from ..nn.runner import (
+    load_checkpoint,
+    no_best,
+    read_json,
+    rng_state,
+    run_epochs,
+    save_atomic,
+    seed_all,
+    set_rng_state,
+    update_best,
+    write_json_atomic,
+)
 
 
 @dataclass
@@ -47,7 +56,7 @@ class TrainConfig:
     tuned settings per dataset and depth."""
 
     dataset: str = "Cora"
-    model: str = "pdegcn"  # 'pdegcn' or 'gcn'
+    model: str = "pdegcn"  # a name in MODELS: 'pdegcn' or 'gcn'
     layers: int = 64
     channels: int = 64
     h: float = 0.8
@@ -85,15 +94,8 @@ class TrainConfig:
 
     @property
     def name(self) -> str:
-        if self.model == "gcn":
-            return f"{self.dataset.lower()}_gcn"
-        a = "" if self.imex == "none" else f"_a{self.alpha:g}"
-        lp = ""
-        if self.layer_parallel:
-            lp = f"_lp{self.levels}x{self.cf}_T{self.fwd_iters}-{self.bwd_iters}"
-            if self.level_alpha is not None:
-                lp += "_la" + "-".join("x" if v is None else f"{v:g}" for v in self.level_alpha)
-        return f"{self.dataset.lower()}_pdegcn_L{self.layers}_h{self.h:g}_{self.imex}{a}{lp}"
+        """The run's file stem (without the seed)."""
+        return model_kind(self.model).run_name(self)
 
     def lp_options(self, partition=None) -> dict:
         """The :class:`~mgritlab.graphs.pdegcn.PDEGCN` keyword arguments of a layer-parallel
@@ -107,7 +109,7 @@ class TrainConfig:
                     partition=partition)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -129,15 +131,20 @@ def preset(dataset: str = "Cora", layers: int = 64, model: str = "pdegcn") -> Tr
     """Tuned defaults per dataset and depth (those used for results/pdegcn)."""
     from .datasets import canonical_name
 
-    dataset = canonical_name(dataset)
-    if model == "gcn":
-        return TrainConfig(dataset=dataset, model="gcn", layers=2, lr=0.01, weight_decay=5e-4,
-                           dropout=0.5, epochs=200)
+    return model_kind(model).preset(canonical_name(dataset), layers)
+
+
+def _pdegcn_preset(dataset: str, layers: int) -> TrainConfig:
     if layers <= 16:
         return TrainConfig(dataset=dataset, layers=layers, h=2.0, dropout=0.6, lr=0.07,
                            weight_decay=5e-4, lr_K=5e-5, epochs=200)
     deep = TrainConfig(dataset=dataset, layers=layers, h=0.8 * 64 / layers, epochs=150)
     return replace(deep, **_DEEP_CORA) if dataset == "Cora" else deep
+
+
+def _gcn_preset(dataset: str, layers: int) -> TrainConfig:
+    return TrainConfig(dataset=dataset, model="gcn", layers=2, lr=0.01, weight_decay=5e-4,
+                       dropout=0.5, epochs=200)
 
 
 # Deep CORA (results/pdegcn/README.md, tuning table): the authors' CORA settings — no dropout
@@ -158,17 +165,22 @@ def load_graph(dataset: str, dtype: torch.dtype = torch.float32):
     return data, graph_operators(data.edge_index, data.num_nodes, dtype=dtype)
 
 
-def build_model(cfg: TrainConfig, data, ops, partition=None):
-    """The model of ``cfg``; ``partition`` splits a layer-parallel body over MPI ranks."""
-    from .gcn import GCN
+@dataclass(frozen=True)
+class ModelKind:
+    """What the training loop needs to know about one model family: how to build it from a
+    :class:`TrainConfig`, its Adam parameter groups, its run name, its tuned preset and what to
+    change when its loss diverges."""
+
+    build: Callable  # (cfg, data, ops, partition) -> nn.Module
+    parameter_groups: Callable  # (cfg, model) -> Adam parameter groups
+    run_name: Callable  # cfg -> file stem
+    preset: Callable  # (dataset, layers) -> TrainConfig
+    advice: Callable = lambda cfg: ""  # cfg -> what else to change on divergence
+
+
+def _build_pdegcn(cfg: TrainConfig, data, ops, partition=None):
     from .pdegcn import PDEGCN
 
-    dtype = getattr(torch, cfg.dtype)
-    if cfg.model == "gcn":
-        return GCN(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
-                   hidden=cfg.hidden, dropout=cfg.dropout, seed=cfg.seed, dtype=dtype)
-    if cfg.model != "pdegcn":
-        raise ValueError(f"unknown model {cfg.model!r}: use 'pdegcn' or 'gcn'")
     return PDEGCN(ops, data.num_features, data.num_classes, channels=cfg.channels,
                   layers=cfg.layers, h=cfg.h, dropout=cfg.dropout,
                   input_dropout=cfg.input_dropout, open_dropout=cfg.open_dropout,
@@ -178,51 +190,61 @@ def build_model(cfg: TrainConfig, data, ops, partition=None):
                   layout=cfg.layout, seed=cfg.seed, **cfg.lp_options(partition))
 
 
-def build_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
-    if cfg.model == "gcn":
-        return torch.optim.Adam(model.parameter_groups(cfg.lr, cfg.weight_decay))
-    return torch.optim.Adam(
-        model.parameter_groups(cfg.lr, cfg.weight_decay, cfg.lr_K, cfg.weight_decay_K))
+def _build_gcn(cfg: TrainConfig, data, ops, partition=None):
+    from .gcn import GCN
+
+    return GCN(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
+               hidden=cfg.hidden, dropout=cfg.dropout, seed=cfg.seed,
+               dtype=getattr(torch, cfg.dtype))
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "random": random.getstate()}
+def _pdegcn_name(cfg: TrainConfig) -> str:
+    a = "" if cfg.imex == "none" else f"_a{cfg.alpha:g}"
+    lp = ""
+    if cfg.layer_parallel:
+        lp = f"_lp{cfg.levels}x{cfg.cf}_T{cfg.fwd_iters}-{cfg.bwd_iters}"
+        if cfg.level_alpha is not None:
+            lp += "_la" + "-".join("x" if v is None else f"{v:g}" for v in cfg.level_alpha)
+    return f"{cfg.dataset.lower()}_pdegcn_L{cfg.layers}_h{cfg.h:g}_{cfg.imex}{a}{lp}"
 
 
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["random"])
+def _pdegcn_advice(cfg: TrainConfig) -> str:
+    msg = f" or the step size h={cfg.h:g}"
+    if cfg.imex == "none":
+        msg += ", or add an IMEX term (imex='shared', alpha > 0)"
+    return msg
 
 
-@contextmanager
-def _deferred_signals(stop: list):
-    """Turn SIGINT/SIGTERM into a flag checked at epoch boundaries (main thread only), so an
-    interrupted run stops on a consistent state — model, optimizer, RNG — and loses nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+MODELS: dict[str, ModelKind] = {
+    "pdegcn": ModelKind(
+        build=_build_pdegcn,
+        parameter_groups=lambda cfg, m: m.parameter_groups(cfg.lr, cfg.weight_decay, cfg.lr_K,
+                                                           cfg.weight_decay_K),
+        run_name=_pdegcn_name, preset=_pdegcn_preset, advice=_pdegcn_advice),
+    "gcn": ModelKind(
+        build=_build_gcn,
+        parameter_groups=lambda cfg, m: m.parameter_groups(cfg.lr, cfg.weight_decay),
+        run_name=lambda cfg: f"{cfg.dataset.lower()}_gcn", preset=_gcn_preset),
+}
 
-    def handler(signum, frame):
-        if stop:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        stop.append(signum)
 
-    for sig in old:
-        signal.signal(sig, handler)
+def model_kind(name: str) -> ModelKind:
+    """The registered model family ``name`` (a ValueError lists the registered ones)."""
     try:
-        yield stop
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}: use one of "
+                         f"{', '.join(map(repr, MODELS))}") from None
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def build_model(cfg: TrainConfig, data, ops, partition=None):
+    """The model of ``cfg``; ``partition`` splits a layer-parallel body over MPI ranks."""
+    return model_kind(cfg.model).build(cfg, data, ops, partition)
+
+
+def build_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
+    """Adam with the model family's parameter groups."""
+    return torch.optim.Adam(model_kind(cfg.model).parameter_groups(cfg, model))
 
 
 def _accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
@@ -245,32 +267,39 @@ def _new_history(layer_parallel: bool) -> dict:
 def _nonfinite_message(cfg: TrainConfig, loss: float, epoch: int) -> str:
     msg = (f"the training loss is {loss} at epoch {epoch + 1}: the optimisation diverged. "
            f"Lower the learning rates (lr={cfg.lr:g}, lr_K={cfg.lr_K:g})")
-    if cfg.model == "pdegcn":
-        msg += f" or the step size h={cfg.h:g}"
-        if cfg.imex == "none":
-            msg += ", or add an IMEX term (imex='shared', alpha > 0)"
+    msg += model_kind(cfg.model).advice(cfg)
     if cfg.layer_parallel:
         msg += (f"; layer-parallel: fewer levels (levels={cfg.levels}), a smaller cf (cf={cfg.cf}) "
                 f"or an IMEX α on the coarse levels (level_alpha)")
     return msg + ". The last checkpoint and the partial results are kept."
 
 
-def _epoch(model, opt, data, hist: dict, best: dict, epoch: int, cfg: TrainConfig) -> dict:
-    """One Adam step on the training nodes, then evaluation; appends to ``hist``."""
+def train_step(model, opt, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """One full-batch Adam step on the training nodes (training mode): (log-probabilities,
+    loss) — the step of every epoch, and what the benchmarks time."""
+    tr = data.train_mask
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    out = model(data.x)
+    loss = F.nll_loss(out[tr], data.y[tr])
+    if torch.isfinite(loss):
+        loss.backward()
+        opt.step()
+    return out, loss
+
+
+def _epoch(model, opt, data, hist: dict, epoch: int, cfg: TrainConfig) -> dict:
+    """One Adam step on the training nodes, then evaluation; appends to ``hist`` and returns
+    the epoch's row."""
     x, y = data.x, data.y
     tr, va, te = data.train_mask, data.val_mask, data.test_mask
     lp = model.layer_parallel() if cfg.layer_parallel else None
     t0 = time.perf_counter()
-    model.train()
-    opt.zero_grad(set_to_none=True)
     if lp is not None:
         lp.reset_seconds()
-    out = model(x)
-    loss = F.nll_loss(out[tr], y[tr])
+    out, loss = train_step(model, opt, data)
     if not torch.isfinite(loss):
         raise FloatingPointError(_nonfinite_message(cfg, loss.item(), epoch))
-    loss.backward()
-    opt.step()
     t1 = time.perf_counter()
     if lp is not None:
         phases, stats = lp.reset_seconds(), dict(lp.stats)
@@ -279,9 +308,8 @@ def _epoch(model, opt, data, hist: dict, best: dict, epoch: int, cfg: TrainConfi
         ev = model(x)
         ev_serial = model.serial_forward(x) if lp is not None else None
     t2 = time.perf_counter()
-    val_loss = float(F.nll_loss(ev[va], y[va]))
     row = {"train_loss": float(loss.detach()), "train_acc": _accuracy(out[tr].detach(), y[tr]),
-           "val_loss": val_loss, "val_acc": _accuracy(ev[va], y[va]),
+           "val_loss": float(F.nll_loss(ev[va], y[va])), "val_acc": _accuracy(ev[va], y[va]),
            "test_acc": _accuracy(ev[te], y[te]), "seconds": t2 - t0}
     if lp is not None:
         lp.reset_seconds()  # the evaluation's solves are timed as a whole
@@ -294,13 +322,7 @@ def _epoch(model, opt, data, hist: dict, best: dict, epoch: int, cfg: TrainConfi
         row.update({f"seconds_{k}": v for k, v in phases.items()})
     for k in hist:
         hist[k].append(row[k])
-    if row["val_acc"] > best["val_acc"] or (
-            row["val_acc"] == best["val_acc"] and val_loss < best["val_loss"]):
-        best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": val_loss,
-                "test_acc": row["test_acc"]}
-        if lp is not None:
-            best["test_acc_serial"] = row["test_acc_serial"]
-    return best
+    return row
 
 
 def _world(cfg: TrainConfig, partition):
@@ -309,21 +331,12 @@ def _world(cfg: TrainConfig, partition):
     if partition == "auto":
         partition = None
         if cfg.layer_parallel:
-            from ..mgrit.tasks import world_partition
-
             partition = world_partition()[0]
     if partition is None or partition.size == 1:
         return partition, 0, 1
     if not cfg.layer_parallel:
         raise ValueError("a partition over several ranks needs layer_parallel=True")
     return partition, partition.rank, partition.size
-
-
-def _any(partition, flag: bool) -> bool:
-    """The flag or-ed over the ranks (every rank stops at the same epoch)."""
-    if partition is None or partition.size == 1:
-        return flag
-    return bool(partition.comm.allreduce(int(flag), op=partition.MPI.MAX))
 
 
 def _barrier(partition) -> None:
@@ -334,6 +347,27 @@ def _barrier(partition) -> None:
 def _warm_path(ckpt_path: Path, rank: int, size: int, epoch: int) -> Path:
     return ckpt_path.with_name(f"{ckpt_path.name[:-len('.ckpt.pt')]}.warm{rank}of{size}"
                                f".e{epoch}.pt")
+
+
+def _recorded_error(done: dict, json_path: Path) -> Exception:
+    """The divergence a result file records, raised again instead of retraining it."""
+    err_type = (MGRITDivergenceError if done["diverged"]["error"] == "MGRITDivergenceError"
+                else FloatingPointError)
+    err = err_type(f"(recorded in {json_path}; delete it to train again) "
+                   + done["diverged"]["message"])
+    err.partial_result = done
+    return err
+
+
+_CHECKPOINT_KEYS = ("config", "model", "optimizer", "history", "best", "epoch", "rng")
+
+
+def _validate(cfg: TrainConfig) -> None:
+    model_kind(cfg.model)
+    for name in ("epochs", "checkpoint_every"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name}={v!r}: give a whole number >= 1")
 
 
 def train(
@@ -355,7 +389,9 @@ def train(
     last periodic checkpoint are redone on resume (tests). Ctrl-C or SIGTERM finishes the
     current epoch, checkpoints and raises KeyboardInterrupt. A diverging run (non-finite loss,
     or a layer-parallel MGRIT solve that diverges) writes its partial results and raises
-    FloatingPointError / MGRITDivergenceError with what to change.
+    FloatingPointError / MGRITDivergenceError with what to change. A checkpoint that cannot
+    be read raises :class:`~mgritlab.nn.runner.CheckpointError` naming it; a corrupt result
+    JSON is ignored and rebuilt from the checkpoint.
 
     ``partition`` (layer-parallel runs): 'auto' splits the layers over MPI.COMM_WORLD when
     started under mpiexec; or an :class:`~mgritlab.mgrit.mpi.MPIPartition` (e.g. on
@@ -363,8 +399,7 @@ def train(
     writes the JSON and the checkpoint, every rank its own MGRIT warm starts (resume on the
     same number of ranks). The result is the same on every rank.
     """
-    from tqdm.auto import tqdm
-
+    _validate(cfg)
     partition, rank, size = _world(cfg, partition)
     lead = rank == 0
     dtype = getattr(torch, cfg.dtype)
@@ -377,30 +412,22 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
     _barrier(partition)
 
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
+    seed_all(cfg.seed)
     model = build_model(cfg, data, ops, partition)
     lp = model.layer_parallel() if cfg.layer_parallel else None
     opt = build_optimizer(cfg, model)
     hist = _new_history(cfg.layer_parallel)
-    best = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf, "test_acc": float("nan")}
+    best = no_best()
     start = 0
 
-    if resume and json_path is not None and json_path.exists():
-        done = json.loads(json_path.read_text())
-        if _normalized(done.get("config", {})) == _normalized(asdict(cfg)):
-            if done.get("finished"):
-                return done
-            if done.get("diverged") and done["epochs_run"] < cfg.epochs:
-                err_type = (MGRITDivergenceError if done["diverged"]["error"]
-                            == "MGRITDivergenceError" else FloatingPointError)
-                err = err_type(f"(recorded in {json_path}; delete it to train again) "
-                               + done["diverged"]["message"])
-                err.partial_result = done
-                raise err
+    done = read_json(json_path) if resume and json_path is not None else None
+    if done is not None and _normalized(done.get("config", {})) == _normalized(asdict(cfg)):
+        if done.get("finished"):
+            return done
+        if done.get("diverged") and done["epochs_run"] < cfg.epochs:
+            raise _recorded_error(done, json_path)
     if resume and ckpt_path is not None and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = load_checkpoint(ckpt_path, keys=_CHECKPOINT_KEYS)
         if _identity(_normalized(ck["config"])) != _identity(_normalized(asdict(cfg))):
             raise ValueError(f"checkpoint {ckpt_path} was written for a different configuration; "
                              "delete it or pass the same options as the interrupted run")
@@ -412,29 +439,25 @@ def train(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         hist, best, start = ck["history"], ck["best"], ck["epoch"]
-        _set_rng_state(ck["rng"])
+        set_rng_state(ck["rng"])
         if lp is not None:
             lp.divergence_warning = ck.get("mgrit_warning")
-            lp.load_warm_state(ck["warm"] if size == 1 else torch.load(
-                _warm_path(ckpt_path, rank, size, start), weights_only=False))
-
-    end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
-    bar = tqdm(range(start, end), desc=stem, disable=not (progress and lead), initial=start,
-               total=cfg.epochs, leave=False)
+            lp.load_warm_state(ck["warm"] if size == 1 else load_checkpoint(
+                _warm_path(ckpt_path, rank, size, start)))
 
     def checkpoint(done: int) -> None:
         ck = {"config": asdict(cfg), "model": model.state_dict(),
               "optimizer": opt.state_dict(), "history": hist, "best": best,
-              "epoch": done, "rng": _rng_state(), "ranks": size}
+              "epoch": done, "rng": rng_state(), "ranks": size}
         if lp is not None:
             ck["mgrit_warning"] = lp.divergence_warning
         if lp is not None and size == 1:
             ck["warm"] = lp.warm_state()
         elif lp is not None:  # each rank its own warm start, then the checkpoint that names it
-            _save_atomic(lp.warm_state(), _warm_path(ckpt_path, rank, size, done))
+            save_atomic(lp.warm_state(), _warm_path(ckpt_path, rank, size, done))
             _barrier(partition)
         if lead:
-            _save_atomic(ck, ckpt_path)
+            save_atomic(ck, ckpt_path)
         if lp is not None and size > 1:
             _barrier(partition)
             for old in ckpt_path.parent.glob(f"{stem}.warm{rank}of{size}.e*.pt"):
@@ -463,34 +486,30 @@ def train(
                 for k in ("forward", "adjoint", "gradient", "communication", "eval")}
         if json_path is not None and lead:
             # the checkpoint is kept: a finished run can be extended with more --epochs
-            json_path.write_text(json.dumps(r))
+            write_json_atomic(r, json_path)
         return r
 
-    stop: list[int] = []
-    stopped = False
-    with _deferred_signals(stop):
-        try:
-            for epoch in bar:
-                best = _epoch(model, opt, data, hist, best, epoch, cfg)
-                bar.set_postfix(loss=f"{hist['train_loss'][-1]:.3f}",
-                                val=f"{hist['val_acc'][-1]:.3f}",
-                                test_at_best_val=f"{best['test_acc']:.3f}")
-                done = epoch + 1
-                stopping = _any(partition, bool(stop))
-                if ckpt_path is not None and (done % cfg.checkpoint_every == 0
-                                              or done == cfg.epochs or stopping):
-                    checkpoint(done)
-                if stopping:  # Ctrl-C / SIGTERM: the epoch was finished and checkpointed
-                    stopped = True
-                    break
-        except (FloatingPointError, MGRITDivergenceError) as err:
-            bar.close()
-            # recorded, so that a resumed sweep does not train the same divergence again
-            diverged = {"epoch": len(hist["val_acc"]) + 1, "error": type(err).__name__,
-                        "message": str(err)}
-            err.partial_result = result(diverged)
-            raise
-    bar.close()
+    keep = ("test_acc", "test_acc_serial") if lp is not None else ("test_acc",)
+
+    def step(epoch: int) -> dict:
+        nonlocal best
+        row = _epoch(model, opt, data, hist, epoch, cfg)
+        best = update_best(best, epoch, row, keep)
+        return {"loss": f"{row['train_loss']:.3f}", "val": f"{row['val_acc']:.3f}",
+                "test_at_best_val": f"{best['test_acc']:.3f}"}
+
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    try:
+        stopped = run_epochs(step, start=start, end=end, total=cfg.epochs,
+                             checkpoint=checkpoint if ckpt_path is not None else None,
+                             every=cfg.checkpoint_every, agree=lambda f: any_rank(partition, f),
+                             desc=stem, progress=progress and lead)
+    except (FloatingPointError, MGRITDivergenceError) as err:
+        # recorded, so that a resumed sweep does not train the same divergence again
+        diverged = {"epoch": len(hist["val_acc"]) + 1, "error": type(err).__name__,
+                    "message": str(err)}
+        err.partial_result = result(diverged)
+        raise
 
     r = result()
     if stopped:
@@ -548,5 +567,5 @@ def train_seeds(cfg: TrainConfig, seeds, *, out_dir=None, resume: bool = False,
                      progress=progress, partition=partition) for s in seeds]
     summary = summarize(results)
     if out_dir is not None and rank == 0:
-        Path(out_dir, f"{cfg.name}_summary.json").write_text(json.dumps(summary, indent=1))
+        write_json_atomic(summary, Path(out_dir, f"{cfg.name}_summary.json"), indent=1)
     return summary

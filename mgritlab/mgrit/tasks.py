@@ -46,6 +46,14 @@ def world_partition():
     return MPIPartition(comm), rank, size
 
 
+def any_rank(partition, flag: bool) -> bool:
+    """``flag`` or-ed over the ranks of ``partition`` (None or one rank: ``flag``), e.g. so
+    that a training run interrupted on one rank stops after the same epoch on all."""
+    if partition is None or partition.size == 1:
+        return bool(flag)
+    return bool(partition.comm.allreduce(int(flag), op=partition.MPI.MAX))
+
+
 def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
               relax: str = "FCF", cycle: str = "V", tol: float = 1e-7, max_iter: int = 100,
               repeat: int = 1, gather: bool = False, threads: int | None = 1,

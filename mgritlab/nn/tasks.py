@@ -16,7 +16,7 @@ def train_layer_parallel(*, problem: str = "spirals", n: int = 200, depth: int =
     """
     import torch
 
-    from ..mgrit.tasks import world_partition
+    from ..mgrit.tasks import any_rank, world_partition
     from .data import peaks, two_spirals
     from .network import ODENet
     from .training import train
@@ -31,7 +31,8 @@ def train_layer_parallel(*, problem: str = "spirals", n: int = 200, depth: int =
         x, y, classes = *peaks(n, seed=seed), 5
     net = ODENet(2, width, classes, depth, seed=seed, max_levels=max_levels, cf=cf,
                  fwd_iters=fwd_iters, bwd_iters=bwd_iters, partition=part)
-    hist = train(net, x, y, epochs=epochs, lr=lr, eval_model=net.serial())
+    hist = train(net, x, y, epochs=epochs, lr=lr, eval_model=net.serial(),
+                 agree=lambda flag: any_rank(part, flag))
     checksum = float(sum(p.detach().double().sum() for p in net.parameters()))
     return dict(rank=rank, size=size, loss=hist.loss, train_acc=hist.train_acc,
                 seconds=hist.seconds, checksum=checksum)
