@@ -157,3 +157,33 @@ def test_missing_shipped_file_is_reported(tmp_path):
 def test_unknown_dataset_names_choices():
     with pytest.raises(ValueError, match="Cora, CiteSeer"):
         datasets.canonical_name("PubMed")
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated"])
+def test_a_corrupt_processed_file_is_rebuilt_from_the_raw_files(tmp_path, damage):
+    ref = datasets.load_planetoid("Cora", tmp_path)
+    processed = tmp_path / "Cora" / "processed" / "data.pt"
+    good = processed.read_bytes()
+    processed.write_bytes({"empty": b"", "garbage": b"hello\n",
+                           "truncated": good[: len(good) // 3]}[damage])
+    with pytest.warns(RuntimeWarning, match=r"processed.*rebuilding them from the hash-checked"):
+        d = datasets.load_planetoid("Cora", tmp_path)
+    assert d.num_nodes == ref.num_nodes and bool((d.x == ref.x).all())
+    assert bool((d.edge_index == ref.edge_index).all())
+
+
+def test_a_complete_read_only_cache_is_used_without_its_lock(tmp_path, monkeypatch):
+    ref = datasets.load_planetoid("Cora", tmp_path)
+
+    def read_only(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(datasets, "_open_lock_file", read_only)  # (root ignores chmod)
+    d = datasets.load_planetoid("Cora", tmp_path)
+    assert bool((d.x == ref.x).all())
+    # read-only with a damaged processed file: no rebuild possible, say what to do
+    (tmp_path / "Cora" / "processed" / "data.pt").write_bytes(b"")
+    with pytest.raises(datasets.DatasetError, match="read-only: delete .*processed"):
+        datasets.load_planetoid("Cora", tmp_path)
+    with pytest.raises(datasets.DatasetError, match="MGRITLAB_DATA"):
+        datasets.load_planetoid("Cora", tmp_path / "empty")

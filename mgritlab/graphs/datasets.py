@@ -7,18 +7,26 @@ The raw Planetoid files (Yang, Cohen, Salakhutdinov 2016) ship inside the packag
 file's SHA-256 and only then calls the real ``torch_geometric.datasets.Planetoid``: it finds its
 raw files in place and never downloads. Features are row-normalised (``NormalizeFeatures``);
 the split is the public one (CORA: 140 train / 500 val / 1000 test nodes).
+
+PyG's processed files (``<Name>/processed/*.pt``) are derived from the checked raw files, so a
+processed file that cannot be read or holds the wrong graph is rebuilt from them (with a
+warning). A complete cache on a read-only file system is used as it is, without its lock.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 DATASETS = ("Cora", "CiteSeer")
 RAW_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data" / "planetoid"
+# nodes, features, classes of the public graphs: a processed file must give these
+SIZES = {"Cora": (2708, 1433, 7), "CiteSeer": (3327, 3703, 6)}
+PROCESSED = ("data.pt", "pre_filter.pt", "pre_transform.pt")
 
 
 class DatasetError(RuntimeError):
@@ -117,20 +125,51 @@ def prepare_root(name: str, root: str | Path | None = None, *, source: Path | No
     return root
 
 
+def _open_lock_file(path: Path):
+    return open(path, "a")
+
+
 @contextmanager
-def _lock(path: Path):
-    """An exclusive file lock (POSIX); a no-op where fcntl is unavailable."""
+def _lock(path: Path, *, complete: bool):
+    """An exclusive file lock (POSIX; a no-op where fcntl is unavailable). Yields whether the
+    cache may be written: a lock file that cannot be created (a read-only cache) is fine when
+    the cache is ``complete`` — nothing will be written then — and a DatasetError otherwise."""
     try:
         import fcntl
     except ImportError:  # Windows: no concurrent-process protection
-        yield
+        yield True
         return
-    with open(path, "a") as f:
+    try:
+        f = _open_lock_file(path)
+    except OSError as err:
+        if not complete:
+            raise DatasetError(
+                f"cannot create the lock file {path} ({err.strerror or err}) and the cache "
+                f"{path.parent} has no processed files yet: set MGRITLAB_DATA (or pass root=) "
+                "to a writable folder") from None
+        yield False
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _planetoid(root: Path, name: str):
+    """PyG's Planetoid of ``name`` under ``root``, checked against the public sizes (raises
+    whatever reading a corrupt processed file raises)."""
+    from torch_geometric.datasets import Planetoid
+    from torch_geometric.transforms import NormalizeFeatures
+
+    ds = Planetoid(str(root), name, split="public", transform=NormalizeFeatures())
+    d = ds[0]
+    got = (d.num_nodes, d.num_features, ds.num_classes)
+    if got != SIZES[name]:
+        raise ValueError(f"the processed graph has (nodes, features, classes) = {got}, "
+                         f"expected {SIZES[name]}")
+    return ds
 
 
 def load_planetoid(name: str = "Cora", root: str | Path | None = None):
@@ -138,13 +177,27 @@ def load_planetoid(name: str = "Cora", root: str | Path | None = None):
 
     Public split (``train_mask``/``val_mask``/``test_mask``), row-normalised features.
     """
-    from torch_geometric.datasets import Planetoid
-    from torch_geometric.transforms import NormalizeFeatures
-
     name = canonical_name(name)
     root = prepare_root(name, root)
-    with _lock(root / name / ".lock"):  # concurrent runs must not read a half-written cache
-        ds = Planetoid(str(root), name, split="public", transform=NormalizeFeatures())
+    processed = root / name / "processed"
+    complete = all((processed / f).is_file() for f in PROCESSED)
+    # concurrent runs must not read a half-written cache
+    with _lock(root / name / ".lock", complete=complete) as writable:
+        try:
+            ds = _planetoid(root, name)
+        except Exception as err:  # noqa: BLE001 — any failure to read a derived file
+            what = f"{type(err).__name__}: {str(err).strip()[:120]}"
+            if not writable:
+                raise DatasetError(
+                    f"{name}: the processed files in {processed} cannot be used ({what}) and "
+                    f"the cache is read-only: delete {processed}, or set MGRITLAB_DATA to a "
+                    "writable folder, so that they are rebuilt from the checked raw files"
+                ) from None
+            warnings.warn(f"{name}: the processed files in {processed} cannot be used "
+                          f"({what}); rebuilding them from the hash-checked raw files",
+                          RuntimeWarning, stacklevel=2)
+            shutil.rmtree(processed, ignore_errors=True)
+            ds = _planetoid(root, name)
     data = ds[0]
     data.num_classes = ds.num_classes
     data.name = name
