@@ -130,6 +130,20 @@ def mgritlab_solve(prob, t, levels: int, cf: int, cycle: str):
     return solver.solve(prob.u0)
 
 
+def _git_state() -> dict:
+    """The commit measured, and whether the package had uncommitted changes."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return dict(commit=git("rev-parse", "--short", "HEAD"),
+                package_modified=bool(git("status", "--porcelain", "mgritlab")))
+
+
 def _timed(fn):
     start = time.perf_counter()
     value = fn()
@@ -197,24 +211,41 @@ def run_case(case, repeat: int) -> dict:
     return row
 
 
-def profile_fcycle(case, top: int = 25) -> str:
-    """cProfile of mgritlab's solve of one case (several solves, so the numbers settle)."""
+def profile_fcycle(case, top: int = 25, solves: int = 20) -> tuple[str, dict]:
+    """cProfile of mgritlab's solve of one case (several solves, so the numbers settle).
+
+    Returns the printed statistics and a summary for the JSON: seconds per solve under the
+    profiler, propagator calls per solve and the ``top`` functions by own time.
+    """
     import cProfile
     import io
     import pstats
 
     name, nx, nt, levels, cf, cycle, _ = case
     prob, t = mgritlab_problem(nx, nt)
-    mgritlab_solve(prob, t, levels, cf, cycle)  # warm-up (factorisations, caches)
+    res = mgritlab_solve(prob, t, levels, cf, cycle)  # warm-up (factorisations, caches)
     prof = cProfile.Profile()
     prof.enable()
-    for _ in range(20):
+    for _ in range(solves):
         mgritlab_solve(prob, t, levels, cf, cycle)
     prof.disable()
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
     stats.sort_stats("tottime").print_stats(top)
-    return f"cProfile of 20 mgritlab solves of {name!r}, sorted by own time\n" + buf.getvalue()
+    total = stats.total_tt
+    rows = []
+    for (path, line, func), (_, ncalls, tottime, cumtime, _) in sorted(
+            stats.stats.items(), key=lambda kv: -kv[1][2])[:top]:
+        short = path.split("mgritlab/")[-1] if "mgritlab/" in path else Path(path).name
+        rows.append(dict(function=f"{short}:{line}({func})", calls_per_solve=ncalls / solves,
+                         own_seconds_per_solve=tottime / solves,
+                         cum_seconds_per_solve=cumtime / solves, own_share=tottime / total))
+    summary = dict(case=name, solves=solves, seconds_per_solve=total / solves,
+                   propagator_calls_per_solve=sum(w["calls"] for w in res.work),
+                   states_per_solve=sum(w["states"] for w in res.work), top=rows)
+    text = (f"cProfile of {solves} mgritlab solves of {name!r}, sorted by own time\n"
+            + buf.getvalue())
+    return text, summary
 
 
 # ------------------------------------------------------------------------------------------
@@ -270,17 +301,18 @@ def main() -> int:
                 pymgrit=getattr(pymgrit, "__version__", "1.0.6"),
                 mgritlab=getattr(mgritlab, "__version__", "?"), threads=1, tol=TOL,
                 max_iter=MAX_ITER, timing="median of interleaved repeats, set-up + solve",
-                load_average_before=load_before)
+                load_average_before=load_before, git=_git_state())
     meta["load_average_after"] = os.getloadavg()
+    result = dict(meta=meta, rows=rows)
+    if args.profile:
+        text, result["profile"] = profile_fcycle(CASES[0])
+        out.with_name(out.stem + "_profile.txt").write_text(text)
+        print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     md = table(rows)
     out.with_suffix(".md").write_text(md + "\n")
     print(md)
-    if args.profile:
-        text = profile_fcycle(CASES[0])
-        out.with_name(out.stem + "_profile.txt").write_text(text)
-        print(text)
     first = rows[0]
     print(f"\nshipped example: {first['ratio_pymgrit_over_mgritlab']:.1f}x faster than PyMGRIT "
           f"(target >= 30), MGRIT/sequential {first['mgritlab_over_sequential']:.1f} "
