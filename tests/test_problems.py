@@ -179,3 +179,33 @@ def test_reaction_diffusion():
     for s in ("backward_euler", "imex_euler"):
         assert float(p.with_scheme(s).solve(t).abs().max()) < 1.0
     assert not float(p.with_scheme("forward_euler").solve(t).abs().max()) < 1.0
+
+
+@pytest.mark.parametrize("scheme", ["backward_euler", "forward_euler", "imex_euler"])
+def test_problem_solve_is_sequential_stepping_bitwise(scheme):
+    uniform = torch.linspace(0.0, 1.0, 33, dtype=F64)
+    ragged = torch.cumsum(torch.rand(33, dtype=F64, generator=torch.Generator().manual_seed(0))
+                          + 0.1, 0) / 10
+    for p in (Heat1D(nx=17, scheme=scheme), Dahlquist([-1.0, -1 + 2j], scheme=scheme),
+              CubicDecay(1.5, scheme=scheme)):
+        for t in (uniform, ragged):
+            assert torch.equal(p.solve(t), sequential_solve(p, p.u0, t)), (p, t[1] - t[0])
+    assert torch.equal(Dahlquist(-1.0).grid(9), uniform_grid(0.0, 1.0, 9))
+    with pytest.raises(ValueError, match="nt must be an integer >= 2"):
+        Dahlquist(-1.0).grid(1)
+
+
+def test_problem_registry_builds_what_the_cli_and_engines_name():
+    from mgritlab.problems import PROBLEMS, make_problem
+
+    heat = make_problem("heat", nx=9, a=2.0, tf=1.0)
+    assert isinstance(heat, Heat1D) and heat.nx == 9 and heat.a == 2.0 and heat.tf == 1.0
+    dq = make_problem("dahlquist", lam=-1 + 2j, scheme="forward_euler")
+    assert dq.dtype == torch.complex128 and dq.scheme == "forward_euler" and dq.tf == 5.0
+    assert make_problem("dahlquist", lam=-2.0).dtype == F64  # a real λ stays real
+    assert isinstance(make_problem("nonlinear", y0=2.0), CubicDecay)
+    assert set(PROBLEMS) == {"heat", "dahlquist", "nonlinear"}
+    with pytest.raises(ValueError, match=r"unknown problem 'wave'.*'heat'"):
+        make_problem("wave")
+    with pytest.raises(ValueError, match=r"no option.*lam.*its options are nx, a"):
+        make_problem("heat", lam=-1.0)

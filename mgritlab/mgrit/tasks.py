@@ -68,7 +68,7 @@ def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
     """
     import torch
 
-    from .cli import make_problem
+    from ..problems import make_problem
     from .hierarchy import uniform_grid
     from .solver import MGRIT
     from .speedup import model_speedup

@@ -3,6 +3,7 @@ from .base import Problem
 from .dahlquist import Dahlquist
 from .heat import GraphHeat, Heat1D, laplacian_1d
 from .nonlinear import CubicDecay, ReactionDiffusion1D
+from .registry import PROBLEMS, ProblemEntry, make_problem, problem_entry
 
 __all__ = ["Problem", "Dahlquist", "Heat1D", "GraphHeat", "CubicDecay", "ReactionDiffusion1D",
-           "laplacian_1d"]
+           "laplacian_1d", "PROBLEMS", "ProblemEntry", "make_problem", "problem_entry"]

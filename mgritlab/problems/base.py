@@ -3,6 +3,7 @@ exposed as an MGRIT propagator ``step(u, i, level)`` (see :mod:`mgritlab.mgrit.h
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 
@@ -45,7 +46,7 @@ class Problem:
     def dtype(self) -> torch.dtype:
         return self.u0.dtype
 
-    def with_scheme(self, name: str) -> "Problem":
+    def with_scheme(self, name: str) -> Problem:
         """A shallow copy of this problem that uses scheme ``name`` (factorisations shared)."""
         other = copy.copy(self)
         other.scheme = name
@@ -83,19 +84,34 @@ class Problem:
         return True
 
     # ---- conveniences for lessons -------------------------------------------------------------
+    # (written here rather than borrowed from mgrit: problems sit below mgrit, DESIGN.md)
     def grid(self, nt: int, t0: float | None = None, tf: float | None = None) -> torch.Tensor:
         """``nt`` uniform time points on [t0, tf] (defaults: the problem's interval)."""
-        from ..mgrit.hierarchy import uniform_grid
-
-        return uniform_grid(self.t0 if t0 is None else t0, self.tf if tf is None else tf, nt)
+        t0 = self.t0 if t0 is None else t0
+        tf = self.tf if tf is None else tf
+        if isinstance(nt, bool) or int(nt) != nt or nt < 2:
+            raise ValueError(f"nt must be an integer >= 2, got {nt!r}")
+        if not (math.isfinite(t0) and math.isfinite(tf)) or tf <= t0:
+            raise ValueError(f"need finite t0 < tf, got t0={t0}, tf={tf}")
+        return torch.linspace(t0, tf, int(nt), dtype=torch.float64)
 
     def solve(self, t) -> torch.Tensor:
-        """Sequential time stepping on grid ``t`` (an int means ``grid(t)``): (N+1, *state)."""
-        from ..mgrit.sequential import sequential_solve
-
+        """Sequential time stepping on grid ``t`` (an int means ``grid(t)``): (N+1, *state),
+        the same steps as :func:`mgritlab.mgrit.sequential_solve`."""
         if isinstance(t, int):
             t = self.grid(t)
-        return sequential_solve(self, self.u0, t)
+        t = as_times(t)
+        d = torch.diff(t)
+        if d.numel() == 0 or not bool((d > 0).all()):
+            raise ValueError("the grid must have at least two increasing time points")
+        # a uniform grid steps with one float h, as an MGRIT level does (Level.dt)
+        dt = float(d[0]) if torch.allclose(d, d[0], rtol=1e-12, atol=0.0) else None
+        u = self.u0.new_zeros((t.numel(), *self.u0.shape))
+        u[0] = self.u0
+        for k in range(t.numel() - 1):
+            h = dt if dt is not None else d[k : k + 1]
+            u[k + 1] = self._stepper.step(self.ode, u[k : k + 1], t[k : k + 1], h)[0]
+        return u
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(state={self.state_shape}, dtype={self.dtype}, "
