@@ -183,7 +183,7 @@ def test_a_complete_read_only_cache_is_used_without_its_lock(tmp_path, monkeypat
     assert bool((d.x == ref.x).all())
     # read-only with a damaged processed file: no rebuild possible, say what to do
     (tmp_path / "Cora" / "processed" / "data.pt").write_bytes(b"")
-    with pytest.raises(datasets.DatasetError, match="read-only: delete .*processed"):
+    with pytest.raises(datasets.DatasetError, match=r"read-only: delete .*processed"):
         datasets.load_planetoid("Cora", tmp_path)
     with pytest.raises(datasets.DatasetError, match="MGRITLAB_DATA"):
         datasets.load_planetoid("Cora", tmp_path / "empty")

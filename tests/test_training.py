@@ -217,7 +217,7 @@ def test_bad_epoch_counts_say_what_to_change(cora):
     for bad in (dict(epochs=0), dict(checkpoint_every=0), dict(epochs=2.5)):
         with pytest.raises(ValueError, match="whole number >= 1"):
             train(replace(SMALL, **bad), graph=cora, progress=False)
-    with pytest.raises(ValueError, match="unknown model 'mlp'.*'pdegcn', 'gcn'"):
+    with pytest.raises(ValueError, match=r"unknown model 'mlp'.*'pdegcn', 'gcn'"):
         train(replace(SMALL, model="mlp"), graph=cora, progress=False)
 
 
@@ -232,5 +232,5 @@ def test_a_second_ctrl_c_says_what_was_lost():
         if epoch == 0:
             os.kill(os.getpid(), signal.SIGINT)  # impatient: a second one in the same epoch
 
-    with pytest.raises(KeyboardInterrupt, match="second interrupt.*since the last checkpoint"):
+    with pytest.raises(KeyboardInterrupt, match=r"second interrupt.*since the last checkpoint"):
         run_epochs(step, start=0, end=3, total=3, progress=False)

@@ -1,6 +1,6 @@
-"""Command line for the graph networks.
+r"""Command line for the graph networks.
 
-    python -m mgritlab train pdegcn --dataset Cora --layers 64 --imex shared --alpha 1.0 \\
+    python -m mgritlab train pdegcn --dataset Cora --layers 64 --imex shared --alpha 1.0 \
         --seeds 0 1 2 3 4 --out results/pdegcn --resume
     python -m mgritlab train gcn --dataset Cora --seeds 0 1 2 3 4 --out results/pdegcn
     python -m mgritlab experiment pdegcn-stability --quick --out results/pdegcn/stability
@@ -19,44 +19,77 @@ import argparse
 import os
 import sys
 
+from ..mgrit.cli import (
+    UsageError,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    probability,
+    usage_error,
+)
 
-def _child_subparsers(subparsers, name: str, help: str):
-    """The sub-command group ``name`` (e.g. 'train'), shared with other command modules."""
-    parser = subparsers.choices.get(name)
-    if parser is None:
-        parser = subparsers.add_parser(name, help=help)
-        parser.add_subparsers(dest=f"{name}_what", metavar="what")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError(f"command {name!r} exists without sub-commands; cannot add to it")
+# the TrainConfig fields a command line may change, with their argparse types
+_TUNABLE = {"channels": positive_int, "h": positive_float, "dropout": probability,
+            "input_dropout": probability, "open_dropout": probability, "lr": positive_float,
+            "weight_decay": nonnegative_float, "lr_K": nonnegative_float,
+            "weight_decay_K": nonnegative_float, "epochs": positive_int,
+            "cg_tol": positive_float, "checkpoint_every": positive_int, "hidden": positive_int}
+_GCN_UNUSED = ("channels", "h", "lr_K", "weight_decay_K", "cg_tol", "input_dropout",
+               "open_dropout")
+_MODEL_HELP = {"pdegcn": "PDE-GCN-D (+ IMEX) on a Planetoid graph",
+               "gcn": "the 2-layer GCN baseline"}
 
 
-_TUNABLE = ("channels", "h", "dropout", "input_dropout", "open_dropout", "lr", "weight_decay",
-            "lr_K", "weight_decay_K", "epochs", "cg_tol", "checkpoint_every", "hidden")
+def _level_alpha(values: list[str] | None, show: bool = True):
+    """The --level-alpha values: numbers >= 0, or 'x' (None: the layers' own α)."""
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        if v.lower() in ("x", "none"):
+            out.append(None)
+            continue
+        try:
+            value = float(v)
+        except ValueError:
+            value = float("nan")
+        if not value >= 0:
+            _refuse(f"--level-alpha: {v!r} is neither a number nor 'x' (the layers' own α); "
+                    "give one value >= 0 per MGRIT level, e.g. 0 x x", show)
+        out.append(value)
+    return out
+
+
+def _refuse(message: str, show: bool = True):
+    usage_error(message, show=show)
+    raise UsageError(message)
 
 
 def register(subparsers) -> None:
-    train = _child_subparsers(subparsers, "train", "train a network")
-    for model in ("pdegcn", "gcn"):
-        p = train.add_parser(model, help={"pdegcn": "PDE-GCN-D (+ IMEX) on a Planetoid graph",
-                                          "gcn": "the 2-layer GCN baseline"}[model])
+    from .train import MODELS
+
+    # this module owns the 'train' and 'experiment' commands (argparse refuses a second one)
+    train = subparsers.add_parser("train", help="train a network").add_subparsers(
+        dest="train_what", metavar="what")
+    for model in MODELS:
+        p = train.add_parser(model, help=_MODEL_HELP.get(model))
         p.add_argument("--dataset", default="Cora", help="Cora or CiteSeer (default Cora)")
         if model == "pdegcn":
-            p.add_argument("--layers", type=int, default=64)
+            p.add_argument("--layers", type=positive_int, default=64)
             p.add_argument("--imex", default="none",
                            choices=("none", "shared", "channel", "diffusion"))
-            p.add_argument("--alpha", type=float, default=0.0,
+            p.add_argument("--alpha", type=nonnegative_float, default=0.0,
                            help="α (shared/channel) or k² (diffusion)")
             p.add_argument("--learn-alpha", action="store_true")
             lp = p.add_argument_group("layer-parallel training (MGRIT in depth)")
             lp.add_argument("--layer-parallel", action="store_true",
                             help="train with MGRIT forward and backward instead of serially")
-            lp.add_argument("--levels", type=int, default=None, help="MGRIT levels (3)")
-            lp.add_argument("--cf", type=int, default=None, help="coarsening factor (4)")
-            lp.add_argument("--fwd-iters", type=int, default=None,
+            lp.add_argument("--levels", type=positive_int, default=None,
+                            help="MGRIT levels (3)")
+            lp.add_argument("--cf", type=_cf, default=None, help="coarsening factor (4)")
+            lp.add_argument("--fwd-iters", type=positive_int, default=None,
                             help="T1: forward MGRIT iterations per step (2)")
-            lp.add_argument("--bwd-iters", type=int, default=None,
+            lp.add_argument("--bwd-iters", type=positive_int, default=None,
                             help="T2: adjoint MGRIT iterations per step (1)")
             lp.add_argument("--relax", default=None,
                             help="'auto' (F fine, FCF coarse), one scheme, or 'F,FCF,FCF'")
@@ -68,31 +101,30 @@ def register(subparsers) -> None:
                             default=None, help="start every MGRIT solve from zeros")
             lp.add_argument("--layout", default=None, choices=("auto", "loop", "batched"),
                             help="how a batch of layers is stepped")
-            lp.add_argument("--ranks", type=int, default=None,
+            lp.add_argument("--ranks", type=positive_int, default=None,
                             help="relaunch under mpiexec -n RANKS (the layers split over ranks)")
-        for name in _TUNABLE:
-            if model == "gcn" and name in ("channels", "h", "lr_K", "weight_decay_K", "cg_tol",
-                                           "input_dropout", "open_dropout"):
+        for name, typ in _TUNABLE.items():
+            if model == "gcn" and name in _GCN_UNUSED:
                 continue
-            typ = int if name in ("channels", "epochs", "checkpoint_every", "hidden") else float
             p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None)
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
         p.add_argument("--out", default="runs/pdegcn", help="folder for JSON and checkpoints")
         p.add_argument("--resume", action="store_true", help="continue interrupted runs")
-        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(func=_train, model=model)
 
-    exp = _child_subparsers(subparsers, "experiment", "run an experiment sweep")
+    exp = subparsers.add_parser("experiment", help="run an experiment sweep").add_subparsers(
+        dest="experiment_what", metavar="what")
     p = exp.add_parser("pdegcn-stability",
                        help="thesis §5.1: constant L·h, α ∈ {0,1,10}, IMEX variants")
     p.add_argument("--dataset", default="Cora")
     p.add_argument("--quick", action="store_true", help="few epochs, one seed (minutes)")
     p.add_argument("--seeds", type=int, nargs="+", default=None)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--out", default="runs/pdegcn_stability")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.set_defaults(func=_stability)
 
     p = exp.add_parser("pdegcn-mgrit",
@@ -105,13 +137,13 @@ def register(subparsers) -> None:
                         "α of the finished alpha sweep in --out, timed on 1 and 2 ranks)")
     p.add_argument("--dataset", default="Cora")
     p.add_argument("--quick", action="store_true", help="16 layers, 6 epochs, one seed (minutes)")
-    p.add_argument("--layers", type=int, default=None)
+    p.add_argument("--layers", type=positive_int, default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--alphas", type=float, nargs="+", default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--alphas", type=nonnegative_float, nargs="+", default=None)
     p.add_argument("--out", default="runs/pdegcn_mgrit")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--progress", action="store_true", help="a progress bar per run")
     p.set_defaults(func=_mgrit_experiment)
 
@@ -120,20 +152,12 @@ _LP_OPTIONS = ("levels", "cf", "fwd_iters", "bwd_iters", "relax", "cycle", "warm
                "layout")
 
 
-def _level_alpha(values):
-    if values is None:
-        return None
-    out = []
-    for v in values:
-        if v.lower() in ("x", "none"):
-            out.append(None)
-            continue
-        try:
-            out.append(float(v))
-        except ValueError:
-            raise SystemExit(f"--level-alpha: {v!r} is neither a number nor 'x' (the layers' "
-                             f"own α); give one value per MGRIT level, e.g. 0 x x") from None
-    return out
+def _cf(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a coarsening factor: give a whole "
+                                         "number >= 2")
+    return value
 
 
 def _relaunch(args, argv: list[str]) -> int:
@@ -158,59 +182,66 @@ def _train(args) -> int:
     from ..mgrit.tasks import launcher_env
 
     rank, size = launcher_env() or (0, 1)
+    lead = rank == 0
     ranks = getattr(args, "ranks", None)
-    if ranks is not None and ranks < 1:
-        raise SystemExit(f"--ranks must be >= 1, got {ranks}")
     if ranks and ranks > 1 and size == 1:
         if not args.layer_parallel:
-            raise SystemExit("--ranks splits the layers over MPI ranks: add --layer-parallel")
+            _refuse("--ranks splits the layers over MPI ranks: add --layer-parallel")
         return _relaunch(args, args.argv)
     if size > 1 and not getattr(args, "layer_parallel", False):
-        raise SystemExit(f"started on {size} MPI ranks without --layer-parallel: every rank "
-                         "would train the same serial model. Add --layer-parallel, or run "
-                         "without mpiexec")
+        msg = (f"started on {size} MPI ranks without --layer-parallel: every rank would train "
+               "the same serial model. Add --layer-parallel, or run without mpiexec")
+        _refuse(msg, lead)
 
     from ..mgrit import MGRITDivergenceError
+    from ..nn.runner import CheckpointError
+    from .datasets import DatasetError
     from .train import preset, train_seeds
 
     if args.threads:
         torch.set_num_threads(args.threads)
     elif size > 1:  # ranks share the cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
-    cfg = preset(args.dataset, getattr(args, "layers", 64), args.model)
+    try:
+        cfg = preset(args.dataset, getattr(args, "layers", 64), args.model)
+    except ValueError as err:  # an unknown dataset: the message lists the choices
+        return usage_error(err, show=lead)
     changes = {k: getattr(args, k) for k in _TUNABLE if getattr(args, k, None) is not None}
     if args.model == "pdegcn":
         changes.update(imex=args.imex, alpha=args.alpha, learn_alpha=args.learn_alpha)
         changes.update({k: getattr(args, k) for k in _LP_OPTIONS
                         if getattr(args, k) is not None})
         if args.level_alpha is not None:
-            changes["level_alpha"] = _level_alpha(args.level_alpha)
+            changes["level_alpha"] = _level_alpha(args.level_alpha, lead)
         if args.layer_parallel:
             changes["layer_parallel"] = True
         elif any(k in changes for k in ("levels", "cf", "fwd_iters", "bwd_iters", "relax",
                                         "cycle", "warm_start")):
-            raise SystemExit("MGRIT options given without --layer-parallel: add it to train "
-                             "layer-parallel, or drop them")
+            _refuse("MGRIT options given without --layer-parallel: add it to train "
+                    "layer-parallel, or drop them", lead)
     cfg = replace(cfg, **changes)
-    lead = rank == 0
     try:
         s = train_seeds(cfg, args.seeds, out_dir=args.out, resume=args.resume,
                         progress=not args.no_progress)
     except KeyboardInterrupt as err:
         if lead:
-            print(f"interrupted: {err or 'stopped'}; checkpoints are in {args.out}, continue "
-                  "with the same command and --resume")
+            print(f"interrupted: {str(err) or 'stopped'}; checkpoints are in {args.out}, "
+                  "continue with the same command and --resume")
         return 130
-    except (FloatingPointError, ValueError, MGRITDivergenceError) as err:
-        # a diverged run or a bad option: the message says what to change
+    except (FloatingPointError, MGRITDivergenceError) as err:
+        # a diverged run: the message says what to change; the partial results are kept
         if lead:
             print(f"error: {err}", file=sys.stderr)
         return 1
+    except (ValueError, CheckpointError, DatasetError) as err:
+        # a bad option or an unusable file: the message says what to change
+        return usage_error(err, show=lead)
     if not lead:
         return 0
     line = (f"{s['name']}: test accuracy at best validation accuracy "
             f"{100 * s['test_mean']:.2f} ± {100 * s['test_std']:.2f} % over seeds {s['seeds']} "
-            f"(val {100 * s['val_mean']:.2f} %, {s['seconds_per_epoch']:.3f} s/epoch")
+            f"(val {100 * s['val_mean']:.2f} %, {s['seconds_per_epoch'] or float('nan'):.3f} "
+            "s/epoch")
     if "serial_test_mean" in s:
         line += (f"; exact serial forward: test {100 * s['serial_test_mean']:.2f} ± "
                  f"{100 * s['serial_test_std']:.2f} %; {s['ranks']} rank(s)")
@@ -225,8 +256,17 @@ def _stability(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = stability_sweep(dataset=args.dataset, quick=args.quick, seeds=args.seeds,
-                           epochs=args.epochs, out_dir=args.out, resume=args.resume)
+    from ..nn.runner import CheckpointError
+    from .datasets import DatasetError
+
+    try:
+        rows = stability_sweep(dataset=args.dataset, quick=args.quick, seeds=args.seeds,
+                               epochs=args.epochs, out_dir=args.out, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"interrupted; the runs so far are in {args.out}: continue with --resume")
+        return 130
+    except (ValueError, CheckpointError, DatasetError) as err:
+        return usage_error(err)
     print(format_table(rows))
     return 0
 
@@ -236,7 +276,9 @@ def _mgrit_experiment(args) -> int:
 
     import torch
 
+    from ..nn.runner import CheckpointError
     from . import mgrit_experiments as mx
+    from .datasets import DatasetError
     from .train import load_graph
 
     if args.threads:
@@ -244,15 +286,15 @@ def _mgrit_experiment(args) -> int:
     common = dict(quick=args.quick, layers=args.layers, epochs=args.epochs, seeds=args.seeds,
                   dataset=args.dataset, out_dir=args.out, resume=args.resume,
                   progress=args.progress)
-    graph = load_graph(args.dataset)
     records = []
     try:
+        graph = load_graph(args.dataset)
         if args.what == "parallel":
             best = mx.best_alpha([r for r in mx.load(args.out) if r["layers"] == 64])
             if len(best) < len(mx.HIERARCHIES) and not args.quick:
-                print(f"error: the alpha sweep in {args.out} has a best α for {sorted(best)} "
-                      f"only; finish it first (experiment pdegcn-mgrit alpha --resume)")
-                return 2
+                return usage_error(f"the alpha sweep in {args.out} has a best α for "
+                                   f"{sorted(best)} only; finish it first (experiment "
+                                   "pdegcn-mgrit alpha --resume)")
             best = best or {(2, 2): 1.0}
             depths = (16, 64) if args.quick else (64, 256)
             records += mx.parallel_sweep(best, layers_list=depths, graph=graph,
@@ -273,6 +315,8 @@ def _mgrit_experiment(args) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; the runs so far are in {args.out}: continue with --resume")
         return 130
+    except (ValueError, CheckpointError, DatasetError) as err:
+        return usage_error(err)
     mx.save(records, Path(args.out) / f"mgrit_{args.what}.json")
     print(mx.format_table(records))
     return 0

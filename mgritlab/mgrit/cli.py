@@ -8,19 +8,78 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 
+# ---- argparse types: a bad value is an `error:` line and exit status 2, not a traceback ----
+def _number(kind, test, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
+nonnegative_int = _number(int, lambda v: v >= 0, "a whole number >= 0")
+positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+nonnegative_float = _number(float, lambda v: math.isfinite(v) and v >= 0,
+                            "a finite number >= 0")
+finite_float = _number(float, math.isfinite, "a finite number")
+probability = _number(float, lambda v: 0 <= v < 1, "a probability in [0, 1)")
+
+
+def int_at_least(low: int):
+    return _number(int, lambda v: v >= low, f"a whole number >= {low}")
+
+
+def relax_scheme(text: str) -> str:
+    """F, FC, FCF or (FC)^nF (checked by the hierarchy's own parser)."""
+    from .hierarchy import relax_sweeps
+
+    try:
+        relax_sweeps(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def usage_error(message, *, show: bool = True) -> int:
+    """Print ``error: message`` (what was wrong and what to change; ``show=False`` on the MPI
+    ranks other than 0) and return exit status 2, as argparse does for its own errors."""
+    if show:
+        print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+class UsageError(SystemExit):
+    """A command line that cannot run: exit status 2, the message as the exception's text
+    (printed by :func:`usage_error` before it is raised)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.code = 2
+
+
 def _common(p: argparse.ArgumentParser, nt: int, tf: float) -> None:
-    p.add_argument("--nt", type=int, default=nt, help="time points on the fine grid")
-    p.add_argument("--t0", type=float, default=0.0)
-    p.add_argument("--tf", type=float, default=tf)
-    p.add_argument("--levels", type=int, default=3, help="max number of MGRIT levels")
-    p.add_argument("--cf", type=int, nargs="+", default=[2], help="coarsening factor(s)")
-    p.add_argument("--relax", default="FCF", help="F, FC, FCF or (FC)^nF")
+    p.add_argument("--nt", type=int_at_least(2), default=nt, help="time points on the fine grid")
+    p.add_argument("--t0", type=finite_float, default=0.0)
+    p.add_argument("--tf", type=finite_float, default=tf)
+    p.add_argument("--levels", type=positive_int, default=3, help="max number of MGRIT levels")
+    p.add_argument("--cf", type=int_at_least(2), nargs="+", default=[2],
+                   help="coarsening factor(s)")
+    p.add_argument("--relax", type=relax_scheme, default="FCF", help="F, FC, FCF or (FC)^nF")
     p.add_argument("--cycle", default="V", choices=["V", "F", "v", "f"])
-    p.add_argument("--tol", type=float, default=1e-7, help="absolute residual tolerance")
-    p.add_argument("--max-iter", type=int, default=100)
+    p.add_argument("--tol", type=nonnegative_float, default=1e-7,
+                   help="absolute residual tolerance")
+    p.add_argument("--max-iter", type=nonnegative_int, default=100)
     p.add_argument("--nested", action="store_true", help="nested iteration initial guess")
     p.add_argument("--scheme", default="backward_euler",
                    help="time stepper on the fine level (forward_euler, backward_euler, ...)")
@@ -30,49 +89,47 @@ def _common(p: argparse.ArgumentParser, nt: int, tf: float) -> None:
     p.add_argument("--compare", action="store_true",
                    help="also step sequentially on rank 0: time ratio and max difference")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads per process (1: small batched solves gain nothing "
                         "from threads, and under mpiexec ranks would compete for cores)")
 
 
+def _complex(text: str) -> complex:
+    try:
+        value = complex(text.replace(" ", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a complex number (e.g. -1+2j)"
+                                         ) from None
+    if not (math.isfinite(value.real) and math.isfinite(value.imag)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not finite")
+    return value
+
+
+# the problem-specific options of the registry's problems, as command-line flags
+_OPTION_ARGS = {
+    "nx": dict(type=int_at_least(3), help="grid points in space (nx-2 unknowns)"),
+    "a": dict(type=positive_float, help="diffusion coefficient"),
+    # a value that starts with '-' must follow '=': argparse reads '-1+2j' as an option
+    "lam": dict(type=_complex, help="λ (complex allowed): --lam=-1+2j"),
+    "y0": dict(type=finite_float, help="initial value"),
+}
+
+
 def register(sub) -> None:
-    heat = sub.add_parser("heat", help="1-D heat equation u_t = a u_xx + b with MGRIT")
-    _common(heat, nt=1025, tf=2.0)
-    heat.add_argument("--nx", type=int, default=1001, help="grid points in space (nx-2 unknowns)")
-    heat.add_argument("--a", type=float, default=1.0, help="diffusion coefficient")
-    heat.set_defaults(func=run, problem="heat")
+    from ..problems import PROBLEMS
 
-    dq = sub.add_parser("dahlquist", help="the test equation y' = λy with MGRIT")
-    _common(dq, nt=1025, tf=5.0)
-    dq.add_argument("--lam", type=complex, default=complex(-1.0),
-                    help="λ (complex allowed, e.g. -1+2j)")
-    dq.set_defaults(func=run, problem="dahlquist")
-
-    nl = sub.add_parser("nonlinear", help="y' = -y^3 (FAS on a nonlinear problem)")
-    _common(nl, nt=1025, tf=5.0)
-    nl.add_argument("--y0", type=float, default=1.0)
-    nl.set_defaults(func=run, problem="nonlinear")
-
-
-def make_problem(name: str, *, t0: float = 0.0, tf: float | None = None,
-                 scheme: str = "backward_euler", nx: int = 1001, a: float = 1.0,
-                 lam: complex = -1.0, y0: float = 1.0):
-    """The model problem of a command: 'heat', 'dahlquist' or 'nonlinear'."""
-    from ..problems import CubicDecay, Dahlquist, Heat1D
-
-    if name == "heat":
-        return Heat1D(a=a, nx=nx, t0=t0, tf=2.0 if tf is None else tf, scheme=scheme)
-    tf = 5.0 if tf is None else tf
-    if name == "dahlquist":
-        lam = complex(lam)
-        return Dahlquist(lam.real if lam.imag == 0 else lam, scheme=scheme, t0=t0, tf=tf)
-    if name == "nonlinear":
-        return CubicDecay(y0, scheme=scheme, t0=t0, tf=tf)
-    raise ValueError(f"unknown problem {name!r}: use 'heat', 'dahlquist' or 'nonlinear'")
+    for name, entry in PROBLEMS.items():
+        p = sub.add_parser(name, help=entry.help)
+        _common(p, nt=1025, tf=entry.tf)
+        for opt, default in entry.options.items():
+            p.add_argument(f"--{opt}", default=default, **_OPTION_ARGS[opt])
+        p.set_defaults(func=run, problem=name)
 
 
 def _problem_from_args(args):
-    extra = {k: getattr(args, k) for k in ("nx", "a", "lam", "y0") if hasattr(args, k)}
+    from ..problems import make_problem, problem_entry
+
+    extra = {k: getattr(args, k) for k in problem_entry(args.problem).options}
     return make_problem(args.problem, t0=args.t0, tf=args.tf, scheme=args.scheme, **extra)
 
 
@@ -93,31 +150,36 @@ def run(args) -> int:
 
     import torch
 
+    from ..integrators import CGError, NewtonError
     from .hierarchy import uniform_grid
     from .sequential import sequential_solve
-    from .solver import MGRIT
+    from .solver import MGRIT, MGRITDivergenceError
     from .speedup import model_speedup
 
-    torch.set_num_threads(max(args.threads, 1))
-    prob = _problem_from_args(args)
+    torch.set_num_threads(args.threads)
     part = _partition(args.mpi)
     rank = 0 if part is None else part.rank
     size = 1 if part is None else part.size
-    t = uniform_grid(args.t0, args.tf, args.nt)
-    coarse = None if args.coarse_scheme is None else prob.with_scheme(args.coarse_scheme)
     cf = args.cf if len(args.cf) > 1 else args.cf[0]
-    try:
+    try:  # a bad combination of valid values: the library's message says what to change
+        prob = _problem_from_args(args)
+        t = uniform_grid(args.t0, args.tf, args.nt)
+        coarse = None if args.coarse_scheme is None else prob.with_scheme(args.coarse_scheme)
         solver = MGRIT(prob, t, max_levels=args.levels, cf=cf, relax=args.relax,
                        cycle=args.cycle, tol=args.tol, max_iter=args.max_iter,
                        nested=args.nested, coarse_propagator=coarse, partition=part)
     except ValueError as err:
-        if rank == 0:
-            print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(err, show=rank == 0)
     if part is not None:
         part.barrier()
     wall = time.perf_counter()
-    res = solver.solve(prob.u0, gather=args.compare)
+    try:
+        res = solver.solve(prob.u0, gather=args.compare)
+    except (ValueError, ArithmeticError, NewtonError, CGError, MGRITDivergenceError) as err:
+        # the parameters make this solve fail (e.g. an unstable coarse level, a Newton step
+        # that overflows): say so on the rank that saw it; under mpiexec the exit status 2
+        # ends the other ranks (__main__)
+        return usage_error(err if size == 1 else f"rank {rank}: {err}")
     if part is not None:
         part.barrier()
     wall = time.perf_counter() - wall
