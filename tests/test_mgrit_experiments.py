@@ -87,6 +87,16 @@ def test_load_reads_back_what_the_sweep_kept(cora, tmp_path):
     back = sorted(mx.load(tmp_path), key=lambda r: r["experiment"])
     assert [r["experiment"] for r in back] == ["alpha", "serial"]
     assert back[0]["val_acc"] == recs[0]["val_acc"] and back[1]["seconds"] == recs[1]["seconds"]
+    # a result file cut short by a kill: named in a warning and left out, the others load
+    (tmp_path / "cora_pdegcn_L8_h1_none_seed7.json").write_text('{"name": "cora_pd')
+    with pytest.warns(RuntimeWarning, match="seed7.json is not valid JSON"):
+        assert len(mx.load(tmp_path)) == 2
+    # another sweep's temporary beside the summary is not touched
+    other = tmp_path / "mgrit_all.json.tmp"
+    other.write_text("another sweep's half-written file")
+    mx.save(back, tmp_path / "mgrit_all.json")
+    assert other.read_text() == "another sweep's half-written file"
+    assert json.loads((tmp_path / "mgrit_all.json").read_text())[0]["experiment"] == "alpha"
 
 
 def test_warn_mode_trains_through_an_unstable_coarse_level_and_keeps_the_warning(cora, tmp_path):

@@ -12,7 +12,6 @@ every (depth, IMEX variant, α, seed) and returns tidy records (one dict per run
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,8 +78,10 @@ def stability_sweep(dataset: str = "Cora", *, quick: bool = False, seeds=None,
                 "train_loss": c["train_loss"],
             })
     if out_dir is not None:
+        from ..nn.runner import write_json_atomic
+
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        Path(out_dir, "stability.json").write_text(json.dumps(records))
+        write_json_atomic(records, Path(out_dir, "stability.json"))
     return records
 
 
@@ -122,7 +123,7 @@ def plot_curves(records: list[dict], metric: str = "val_acc", axes=None):
 
     depths = sorted({(r["layers"], r["h"]) for r in records}, reverse=True)
     if axes is None:
-        fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4),
+        _, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4),
                                  sharey=True, squeeze=False)
         axes = axes[0]
     elif hasattr(axes, "plot"):  # one Axes: all depths drawn into it

@@ -328,9 +328,13 @@ def format_table(records: list[dict]) -> str:
 def load(out_dir) -> list[dict]:
     """The records of every run kept in ``out_dir`` (finished or diverged, or partial), as
     :func:`run` returns them — e.g. the full sweep in ``results/pdegcn_mgrit``."""
+    from ..nn.runner import read_json
+
     records = []
     for path in sorted(Path(out_dir).glob("*_seed*.json")):
-        r = json.loads(path.read_text())
+        r = read_json(path)  # a corrupt file: a warning, and its run is left out
+        if r is None:
+            continue
         cfg = r["config"]
         if cfg.get("model", "pdegcn") != "pdegcn":
             continue
@@ -342,11 +346,11 @@ def load(out_dir) -> list[dict]:
 
 
 def save(records: list[dict], path) -> None:
+    from ..nn.runner import write_json_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(records))
-    tmp.replace(path)
+    write_json_atomic(records, path)  # a unique temporary: two sweeps may share --out
 
 
 def plot_alpha_curves(records: list[dict], levels: int, cf: int, metric: str = "test_acc",

@@ -37,16 +37,18 @@ def main(argv=None) -> int:
     all ranks; rank 0 writes its record (used to time runs on several ranks)."""
     import json
     import sys
+    from pathlib import Path
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (2, 3):
         print(main.__doc__, file=sys.stderr)
         return 2
-    config = json.loads(open(args[0]).read())
+    config = json.loads(Path(args[0]).read_text())
     rec = train_pdegcn_layer_parallel(config, epochs=int(args[2]) if len(args) == 3 else None)
     if rec["rank"] == 0:
-        with open(args[1], "w") as f:
-            json.dump(rec, f)
+        from ..nn.runner import write_json_atomic
+
+        write_json_atomic(rec, args[1])
     return 0
 
 
