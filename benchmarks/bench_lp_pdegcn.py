@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "lp_pdegcn.json"
@@ -146,9 +145,15 @@ def adjoint_costs(data, ops, channels, B, reps, device):
 
 # -- 2. epochs -------------------------------------------------------------------------------
 def epoch_timer(model, data, partition=None, device="cpu"):
-    """One training step as a closure: (wall seconds, LayerParallel phases or None)."""
+    """One training step (graphs.train.train_step) as a closure: (wall seconds,
+    LayerParallel phases or None)."""
+    from types import SimpleNamespace
+
+    from mgritlab.graphs.train import train_step
+
     opt = torch.optim.Adam(model.parameter_groups(9e-3, 2.4e-4, 2e-5))
-    x, y, tr = data.x.to(device), data.y.to(device), data.train_mask.to(device)
+    on = SimpleNamespace(x=data.x.to(device), y=data.y.to(device),
+                         train_mask=data.train_mask.to(device))
     lp = model.layer_parallel() if model.parallel else None
     model.to(device).train()
 
@@ -159,9 +164,7 @@ def epoch_timer(model, data, partition=None, device="cpu"):
         if lp is not None:
             lp.reset_seconds()
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        F.nll_loss(model(x)[tr], y[tr]).backward()
-        opt.step()
+        train_step(model, opt, on)
         _sync(device)
         if partition is not None:
             partition.barrier()
@@ -212,7 +215,7 @@ def _mpi_worker(args) -> int:
     from mgritlab.mgrit.tasks import world
 
     torch.set_num_threads(1)
-    comm, rank, size = world()
+    comm, rank, _ = world()
     part = MPIPartition(comm)
     data, ops = load_graph("Cora")
     rows = epoch_rows(data, ops, args.layers, args.channels, args.reps, "cpu", part,

@@ -91,3 +91,18 @@ def test_train_lists_every_registered_model(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in MODELS)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(tol=float("nan")), "tol=nan: give a finite number >= 0"),
+    (dict(max_iter=2.5), "max_iter=2.5: give a whole number >= 0"),
+    (dict(relax=3), "relax=3: give a relaxation string"),
+    (dict(relax="FF"), "unknown relaxation 'FF'"),
+    (dict(problem="wave"), "unknown problem 'wave'"),
+])
+def test_the_engine_entry_point_validates_like_the_command_line(bad, match):
+    from mgritlab.mgrit.tasks import mgrit_run
+
+    kw = dict(problem="heat", nt=17, nx=9, levels=2) | bad
+    with pytest.raises(ValueError, match=match):
+        mgrit_run(kw.pop("problem"), **kw)

@@ -270,6 +270,26 @@ def test_toy_problems_and_training_loop():
     assert hist.seconds == sorted(hist.seconds) and len(hist.val_acc) == 4
 
 
+def test_a_checkpointed_training_run_resumes_exactly(tmp_path):
+    x, y = two_spirals(100, seed=0)
+    kw = dict(lr=3e-2, batch_size=30, val=(x, y))
+    full = train(ODENet(2, 6, 2, 8, max_levels=2, cf=2, seed=9), x, y, epochs=5, **kw)
+    ck = tmp_path / "ode.ckpt.pt"
+    first = train(ODENet(2, 6, 2, 8, max_levels=2, cf=2, seed=9), x, y, epochs=3,
+                  checkpoint=ck, checkpoint_every=2, **kw)
+    torch.manual_seed(123)  # a fresh process: whatever happened in between must not matter
+    rest = train(ODENet(2, 6, 2, 8, max_levels=2, cf=2, seed=1), x, y, epochs=5,
+                 checkpoint=ck, resume=True, **kw)
+    assert first.loss == full.loss[:3]
+    assert rest.loss == full.loss and rest.val_acc == full.val_acc
+    ck.write_bytes(b"garbage")
+    from mgritlab.nn.runner import CheckpointError
+
+    with pytest.raises(CheckpointError, match="ode.ckpt.pt cannot be read"):
+        train(ODENet(2, 6, 2, 8, max_levels=2, cf=2, seed=9), x, y, epochs=5, checkpoint=ck,
+              resume=True, **kw)
+
+
 def test_divergence_names_the_layer_parallel_options(monkeypatch):
     from mgritlab.mgrit import MGRITDivergenceError
     from mgritlab.nn import layer_parallel

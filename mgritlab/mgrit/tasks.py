@@ -54,6 +54,26 @@ def any_rank(partition, flag: bool) -> bool:
     return bool(partition.comm.allreduce(int(flag), op=partition.MPI.MAX))
 
 
+def check_solver_options(*, tol, max_iter, relax) -> None:
+    """ValueError naming the option when ``tol`` is not a number >= 0, ``max_iter`` not a
+    whole number >= 0 or ``relax`` not a relaxation string (F, FC, FCF, (FC)^nF)."""
+    import math
+    from numbers import Integral, Real
+
+    from .hierarchy import relax_sweeps
+
+    if isinstance(tol, bool) or not isinstance(tol, Real) or not (math.isfinite(tol)
+                                                                  and tol >= 0):
+        raise ValueError(f"tol={tol!r}: give a finite number >= 0 (the absolute residual "
+                         "tolerance)")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0:
+        raise ValueError(f"max_iter={max_iter!r}: give a whole number >= 0")
+    if not isinstance(relax, str):
+        raise ValueError(f"relax={relax!r}: give a relaxation string, 'F', 'FC', 'FCF' or "
+                         "'(FC)^nF'")
+    relax_sweeps(relax)
+
+
 def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
               relax: str = "FCF", cycle: str = "V", tol: float = 1e-7, max_iter: int = 100,
               repeat: int = 1, gather: bool = False, threads: int | None = 1,
@@ -73,6 +93,7 @@ def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
     from .solver import MGRIT
     from .speedup import model_speedup
 
+    check_solver_options(tol=tol, max_iter=max_iter, relax=relax)
     if threads:
         torch.set_num_threads(threads)
     part, rank, size = world_partition()
