@@ -16,10 +16,12 @@ import contextlib
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -35,6 +37,10 @@ class MPIUnavailable(RuntimeError):
 
 class MPITimeout(TimeoutError):
     """An MPI run or a remote call did not finish in time (its processes were killed)."""
+
+
+class EngineError(RuntimeError):
+    """A function raised on an MPI engine: the remote exception, its rank and traceback."""
 
 
 # -- mpiexec -------------------------------------------------------------------------------
@@ -100,6 +106,15 @@ def kill_tagged(run_id: str, sig: int = signal.SIGKILL) -> int:
     return killed
 
 
+def reap_tagged(run_id: str, seconds: float = 10.0) -> int:
+    """:func:`kill_tagged` until no tagged process is left (killed processes take a moment to
+    go) or ``seconds`` have passed; returns how many are left (0: none)."""
+    end = time.monotonic() + seconds
+    while kill_tagged(run_id) and time.monotonic() < end:
+        time.sleep(0.1)
+    return kill_tagged(run_id, 0)
+
+
 def run_mpi(command: list[str], n: int, *, timeout: float | None = 120.0,
             run_id: str | None = None, env: dict | None = None,
             mpi_args: list[str] | None = None, cwd=None, capture: bool = True
@@ -142,10 +157,8 @@ def run_mpi(command: list[str], n: int, *, timeout: float | None = 120.0,
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -190,10 +203,13 @@ class MPIEngines:
             controller_args=[f"--ping={heartbeat_ms}", "--ip=127.0.0.1"])
         self.client = None
         self._stopped = False
+        self._watchdog = None
+        self._pending: list = []
         atexit.register(self.stop)
         old = os.environ.get(RUN_ID_ENV)
         os.environ[RUN_ID_ENV] = self.run_id  # inherited by controller, mpiexec and engines
         try:
+            self._watchdog = _start_watchdog(self.run_id)
             with _quiet():
                 self.cluster.start_cluster_sync(n=n)
                 self.client = self.cluster.connect_client_sync()
@@ -213,36 +229,66 @@ class MPIEngines:
     def run(self, f, *args, timeout: float | None = None, **kwargs) -> list:
         """Call ``f(*args, **kwargs)`` on every engine; results in rank order.
 
-        ``f`` must be importable on the engines (defined in an installed module). On a
-        timeout the call is aborted and :class:`MPITimeout` raised; the cluster is then
-        stopped, since MPI ranks stuck in a collective cannot be recovered.
+        ``f`` must be importable on the engines (defined in an installed module). When ``f``
+        raises on an engine, :class:`EngineError` shows that engine's exception and traceback
+        as soon as it arrives; if other engines are then still busy (waiting for the failed
+        one in a collective, for ever), the cluster is stopped. On a timeout the call is
+        aborted, the cluster stopped and :class:`MPITimeout` raised. A stopped cluster leaves
+        no process behind: MPI ranks stuck in a collective cannot be recovered.
         """
-        timeout = self.timeout if timeout is None else timeout
-        view = self.client[:]
-        ar = view.apply_async(_with_rank, f, *args, **kwargs)
-        try:
-            results = ar.get(timeout=timeout)
-        except Exception as err:
-            import ipyparallel as ipp
+        import ipyparallel as ipp
 
-            if isinstance(err, ipp.error.TimeoutError):
-                self.stop()
-                raise MPITimeout(f"{getattr(f, '__name__', f)} did not finish on the engines "
-                                 f"in {timeout:g} s; the engines were stopped") from None
-            raise
+        timeout = self.timeout if timeout is None else timeout
+        name = getattr(f, "__name__", f)
+        parts = self.client[:].apply_async(_with_rank, f, *args, **kwargs).split()
+        self._pending = parts
+        deadline = time.monotonic() + timeout
+        failed = None
+        while failed is None and not all(p.ready() for p in parts):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stop(force=True)
+                raise MPITimeout(f"{name} did not finish on the engines in {timeout:g} s; the "
+                                 f"engines were stopped")
+            time.sleep(min(0.05, left))
+            failed = next((k for k, p in enumerate(parts) if p.ready() and not p.successful()),
+                          None)
+        if failed is not None:
+            # the others may still finish (every rank raised); else they wait for the failed
+            # one in a collective and only stopping the cluster ends them
+            grace = min(_FAILURE_GRACE, max(deadline - time.monotonic(), 0.0))
+            end = time.monotonic() + grace
+            while not all(p.ready() for p in parts) and time.monotonic() < end:
+                time.sleep(0.05)
+            stuck = not all(p.ready() for p in parts)
+            if stuck:
+                self.stop(force=True)
+            try:
+                parts[failed].get(0)
+            except ipp.error.RemoteError as err:
+                raise EngineError(_remote_message(name, failed, err, stuck)) from None
+        results = [p.get(0) for p in parts]
         return [r for _, r in sorted(results, key=lambda p: p[0])]
 
-    def stop(self) -> None:
-        """Close the client, stop engines and controller; kill anything left by its tag."""
+    def stop(self, force: bool = False) -> None:
+        """Close the client, stop engines and controller; kill anything left by its tag.
+
+        ``force``: engines may be busy (stuck in a collective), so do not ask them to exit —
+        a shutdown request then waits for ever — but kill them, mpiexec and the controller
+        by their run id at once.
+        """
         if self._stopped:
             return
         self._stopped = True
+        if force:
+            kill_tagged(self.run_id)
         try:
             if self.client is not None:
-                # ask the engines to exit first: mpiexec then ends by itself, and stopping
+                # ask idle engines to exit first: mpiexec then ends by itself, and stopping
                 # the cluster needs no TERM/KILL round (quiet and a few seconds faster)
-                with contextlib.suppress(Exception):
-                    self.client.shutdown(targets="all", hub=False, block=True)
+                if not force and not self._busy():
+                    with contextlib.suppress(Exception):
+                        self.client.shutdown(targets="all", hub=False, block=True)
                 self.client.close()
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
@@ -261,11 +307,18 @@ class MPIEngines:
                 self.cluster.stop_controller_sync()
         except Exception:  # noqa: BLE001
             pass
-        kill_tagged(self.run_id)
-        try:
+        reap_tagged(self.run_id)
+        if self._watchdog is not None:
+            with contextlib.suppress(Exception):
+                self._watchdog.wait(timeout=5)
+        with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
-        except Exception:  # noqa: BLE001
-            pass
+
+    def _busy(self) -> bool:
+        """Whether an engine is still running a call of :meth:`run` (it would not answer a
+        shutdown request then; e.g. after Ctrl-C in run). No hub query: that can itself
+        leave a following shutdown waiting."""
+        return any(not p.ready() for p in self._pending)
 
     def __enter__(self):
         return self
@@ -330,6 +383,47 @@ def _require_mpi4py() -> None:
         import mpi4py  # noqa: F401
     except ImportError as err:
         raise MPIUnavailable(f"mpi4py is not installed; {INSTALL_HINT}") from err
+
+
+_FAILURE_GRACE = 3.0  # seconds the other engines get to finish after one has raised
+
+
+def _remote_message(name, rank: int, err, stopped: bool) -> str:
+    """What an engine's exception was, where, and with which traceback."""
+    tb = re.sub(r"\x1b\[[0-9;]*m", "", getattr(err, "traceback", "") or "")  # no colours
+    what = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+    after = (" The other engines were still waiting for it (e.g. in a collective) and were "
+             "stopped with the cluster." if stopped else "")
+    return f"{name} raised on engine rank {rank}: {what}.{after}\nRemote traceback:\n{tb}"
+
+
+def _start_watchdog(run_id: str) -> subprocess.Popen:
+    """A small process that kills everything tagged ``run_id`` once this process is gone,
+    however it ended (a killed kernel runs no atexit): no controller, mpiexec or engine
+    outlives the kernel that started them. It carries the tag, so a normal stop ends it."""
+    code = ("import sys; from mgritlab.cluster import _watch; "
+            "_watch(int(sys.argv[1]), sys.argv[2])")
+    return subprocess.Popen([sys.executable, "-c", code, str(os.getpid()), run_id],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _watch(parent: int, run_id: str, poll: float = 0.5) -> None:
+    """Wait until process ``parent`` is gone, then kill every process tagged ``run_id``."""
+    while True:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:  # pid reused by another user's process: the parent is gone
+            break
+        if Path(f"/proc/{parent}/stat").is_file():
+            # a zombie parent (killed, not yet reaped) counts as gone
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{parent}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                    break
+        time.sleep(poll)
+    kill_tagged(run_id)
 
 
 # -- functions that run on the engines (importable there) ------------------------------------
