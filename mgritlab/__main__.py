@@ -31,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .mgrit.tasks import launcher_env
+
+    launched = launcher_env()
+    if launched is not None and launched[1] > 1:
+        # under mpiexec one rank's error must end every rank, not leave them waiting
+        from .mgrit.mpi_abort import abort_on_uncaught_exception
+
+        abort_on_uncaught_exception()
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -41,5 +49,24 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+def _abort_if_failed(code) -> None:
+    if code not in (0, None):
+        from .mgrit.mpi_abort import abort_world
+
+        abort_world(code if isinstance(code, int) else 1)
+
+
+def _run() -> int:
+    """main(), and under a running MPI job a failing exit code aborts every rank: a command
+    that returns an error on one rank would otherwise leave the others waiting for it."""
+    try:
+        code = main()
+    except SystemExit as stop:
+        _abort_if_failed(stop.code)
+        raise
+    _abort_if_failed(code)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())

@@ -22,6 +22,7 @@ import math
 import numpy as np
 import torch
 
+from .mpi_abort import abort_on_uncaught_exception
 from .partition import Partition
 
 _GHOST, _PIPE, _FIRST = 7, 8, 9  # message tags: ghost exchange, coarsest pipeline, first points
@@ -73,6 +74,8 @@ class MPIPartition(Partition):
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.reverse = reverse
+        if MPI.COMM_WORLD.Get_size() > 1:  # one rank's error must not leave the others waiting
+            abort_on_uncaught_exception()
 
     def reversed(self) -> MPIPartition:
         """The mirrored partition on the same communicator (for the adjoint solve)."""

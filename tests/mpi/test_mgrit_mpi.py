@@ -1,6 +1,7 @@
 """MGRIT under mpiexec: identical to one process; CLI; clear errors; clean-up."""
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,32 @@ def test_too_many_ranks_says_how_many_fit():
     proc = run_mpi(cmd, 3, timeout=120)
     assert proc.returncode != 0
     assert "at most 2 processes fit" in proc.stdout
+
+
+def test_a_failing_rank_ends_the_cli_at_once_with_its_error():
+    """Rank 0's NewtonError (y0 = 1e200 overflows) used to leave rank 1 waiting for ever."""
+    cmd = [sys.executable, "-m", "mgritlab", "nonlinear", "--y0", "1e200", "--nt", "65"]
+    start = time.perf_counter()
+    proc = run_mpi(cmd, 2, timeout=90)
+    assert time.perf_counter() - start < 60
+    assert proc.returncode != 0
+    assert "NewtonError: backward Euler: Newton did not converge" in proc.stdout
+
+
+def test_a_user_script_whose_rank_raises_ends_every_rank(tmp_path):
+    """Plain `python script.py` (not `python -m mpi4py`): creating an MPIPartition installs
+    the guard, so rank 0's error ends rank 1, which waits in a barrier."""
+    script = tmp_path / "fail.py"
+    script.write_text("from mgritlab.mgrit.mpi import MPIPartition\n"
+                      "part = MPIPartition()\n"
+                      "if part.rank == 0:\n"
+                      "    raise ValueError('boom on rank 0')\n"
+                      "part.barrier()\n")
+    start = time.perf_counter()
+    proc = run_mpi([sys.executable, str(script)], 2, timeout=90, cwd=HERE.parents[1])
+    assert time.perf_counter() - start < 60
+    assert proc.returncode != 0
+    assert "ValueError: boom on rank 0" in proc.stdout and "Traceback" in proc.stdout
 
 
 def test_timeout_kills_every_rank(tmp_path):
