@@ -39,18 +39,31 @@ def test_imex_variants_reduce_to_explicit_at_alpha_zero(ops, imex):
     assert not torch.allclose(m1(x), ref(x))
 
 
-def test_imex_factors(ops):
+@pytest.mark.parametrize("imex", IMEX_CHOICES[1:])
+def test_imex_factors(ops, imex):
+    """M r = (I + hA)^{-1} r against a dense solve on vec(r) (node-major, channels inside):
+    A = α I (shared), I ⊗ diag(α_c) (channel), α GᵀG ⊗ I (diffusion), per layer."""
     f = torch.randn(2, ops.num_nodes, 4, dtype=torch.float64)
-    idx, h = torch.tensor([0, 3]), torch.tensor([0.5, 0.5], dtype=torch.float64)
-    m = model(ops, imex="shared", alpha=2.0)
+    idx, h = torch.tensor([0, 3]), torch.tensor([0.5, 0.25], dtype=torch.float64)
+    m = model(ops, imex=imex, alpha=1.0)
+    with torch.no_grad():
+        m.alpha.copy_(torch.rand(m.alpha.shape, generator=torch.Generator().manual_seed(3),
+                                 dtype=torch.float64) * 3)
     r = m.block.residual(f, idx, m.K[idx])
     a = m.block.alpha_at(idx, {}, 0)
-    torch.testing.assert_close(m.block.imex_factor(r, a, h), r / 2.0)
-    m = model(ops, imex="channel", alpha=1.0)
-    with torch.no_grad():
-        m.alpha[:] = torch.tensor([0.0, 1.0, 2.0, 6.0], dtype=torch.float64)
-    M = 1 / (1 + 0.5 * m.alpha[0])
-    torch.testing.assert_close(m.block.imex_factor(r, m.block.alpha_at(idx, {}, 0), h), r * M)
+    y = m.block.imex_factor(r, a, h)
+    n, c = ops.num_nodes, r.shape[2]
+    eye_n, eye_c = torch.eye(n, dtype=torch.float64), torch.eye(c, dtype=torch.float64)
+    for b in range(2):
+        if imex == "shared":
+            A = a[b] * torch.eye(n * c, dtype=torch.float64)
+        elif imex == "channel":
+            A = torch.kron(eye_n, torch.diag(a[b].reshape(c)))
+        else:
+            A = a[b] * torch.kron(ops.GtG.to_dense(), eye_c)
+        ref = torch.linalg.solve(torch.eye(n * c, dtype=torch.float64) + h[b] * A,
+                                 r[b].reshape(-1))
+        torch.testing.assert_close(y[b].reshape(-1), ref, rtol=0, atol=1e-10)
 
 
 def test_cg_matches_dense_solve(ops):
