@@ -31,6 +31,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -115,7 +116,8 @@ class LayerParallel(nn.Module):
         match) instead of zeros; training and evaluation passes keep separate starts.
     partition : None (one process) or an :class:`~mgritlab.mgrit.mpi.MPIPartition`.
     on_divergence : 'raise' (default): a solve whose residual grows while a coarse level is
-        unstable raises :class:`~mgritlab.mgrit.MGRITDivergenceError` naming the level and
+        unstable, or grows more than 10 times in one iteration (layers that explode on every
+        level), raises :class:`~mgritlab.mgrit.MGRITDivergenceError` naming the level and
         what would stabilise it. 'warn': train on with the inexact solves, as TorchBraid does
         (to reproduce experiments that did so); the first growth is reported once as a
         RuntimeWarning and kept in ``divergence_warning``. A non-finite residual always raises.
@@ -280,7 +282,7 @@ class LayerParallel(nn.Module):
             raise MGRITDivergenceError(self._divergence_message(direction, start, err)) from err
         r = res.residuals
         if (self.on_divergence == "warn" and self.divergence_warning is None
-                and any(b > a for a, b in zip(r, r[1:]))):
+                and any(b > a for a, b in pairwise(r))):
             self.divergence_warning = self._divergence_message(
                 direction, start, f"(on_divergence='warn': training goes on) residuals "
                 f"{', '.join(f'{x:.3e}' for x in r)}")
