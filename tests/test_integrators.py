@@ -348,6 +348,12 @@ def test_complex_states():
     out = get_stepper("backward_euler").step(SemilinearODE(A), v, torch.zeros(2, dtype=F64), 0.5)
     M = torch.eye(n, dtype=torch.complex128) + 0.5 * torch.as_tensor(A.toarray()).to(v.dtype)
     assert torch.allclose(out, torch.linalg.solve(M, v.T).T)
+    # complex states with a real dense SPD (Cholesky), dense general (LU) and sparse (splu) L
+    for kind in ("dense_spd", "dense", "sparse"):
+        L, _, Ad = operator_case(kind, n)
+        out = get_stepper("backward_euler").step(SemilinearODE(L), v, torch.zeros(2), 0.5)
+        M = torch.eye(n, dtype=torch.complex128) + 0.5 * Ad.to(v.dtype)
+        assert torch.allclose(out, torch.linalg.solve(M, v.T).T, rtol=0, atol=1e-12), kind
 
 
 @pytest.mark.parametrize("dense", [False, True])

@@ -78,7 +78,12 @@ def dense_jacobian_solve(Lm: torch.Tensor, F: torch.Tensor, h, Jg: torch.Tensor)
 
 
 class Operator:
-    """L in one of its forms; subclasses implement ``apply`` and ``solve_shifted``."""
+    """L in one of its forms; subclasses implement ``apply``, ``solve_shifted``, ``as_dense``
+    and, where L allows better than dense Jacobians, ``solve_jacobian``.
+
+    Attributes: ``kind`` (a name for printing), ``method`` (the solver asked for),
+    ``is_complex``, ``symmetric`` (detected once, see :data:`SYMMETRY_RTOL`) and ``uses_cg``.
+    """
 
     kind: str = ""
     is_complex: bool = False
@@ -246,8 +251,9 @@ class _MatrixOperator(Operator):
             else:
                 out = torch.empty(flat.shape, dtype=self.out_dtype(rhs.dtype),
                                   device=rhs.device)
-                for k, hv in enumerate(hs.tolist()):
-                    rows = (group == k).nonzero()[:, 0]
+                members = torch.argsort(group, stable=True).split(
+                    torch.bincount(group, minlength=hs.numel()).tolist())
+                for hv, rows in zip(hs.tolist(), members):
                     out[rows] = self._solve(self._factors.get(hv, self._factor), flat[rows])
         return out.to(self.out_dtype(rhs.dtype)).reshape(rhs.shape)
 
@@ -301,14 +307,15 @@ class DenseOperator(_MatrixOperator):
         return ("lu", LU, piv), LU.numel() * LU.element_size()
 
     def _solve(self, factor, flat):
-        F = factor[1]
-        common = torch.promote_types(F.dtype, flat.dtype)
-        split = flat.is_complex() and not F.is_complex() and factor[0] == "chol"
+        common = torch.promote_types(factor[1].dtype, flat.dtype)
+        chol = factor[0] == "chol"
+        split = chol and flat.is_complex() and not factor[1].is_complex()
+        F = factor[1].to(flat.real.dtype if split else common)
 
         def one(b):  # b: (n, 1), a fresh (aligned) copy: same bits wherever the row sat
-            if factor[0] == "chol":
-                return torch.cholesky_solve(b, F.to(b.dtype))
-            return torch.linalg.lu_solve(F.to(common), factor[2], b)
+            if chol:
+                return torch.cholesky_solve(b, F)
+            return torch.linalg.lu_solve(F, factor[2], b)
 
         cols = []
         for row in flat:
