@@ -97,9 +97,8 @@ class MGRIT:
         multiple of the smallest residual so far, or is NaN/inf (the guard:
         :func:`mgritlab.mgrit.divergence.check`).
     check_growth : also raise when one iteration *increases* the residual and a coarse level
-        is diagnosed unstable, or increases it more than ``divergence.GROWTH_LIMIT`` (10)
-        times — for solves of a few iterations (layer-parallel training, T₁ = 2), which end
-        long before a residual could grow by ``divergence_factor``.
+        is diagnosed unstable — for solves of a few iterations (layer-parallel training,
+        T₁ = 2), which end long before a residual could grow by ``divergence_factor``.
     """
 
     def __init__(self, propagator: Propagator | Sequence[Propagator], t, *, max_levels: int = 2,

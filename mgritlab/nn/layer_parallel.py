@@ -41,6 +41,9 @@ from .adjoint import AdjointPropagator, StatePropagator, StateWindow, design_gra
 from .blocks import LayerStack, SerialODENet
 
 PHASES = ("forward", "adjoint", "gradient", "communication")
+#: on_divergence='raise' warns (once) when one MGRIT iteration multiplies the residual by more
+#: than this and no coarse level is diagnosed unstable (an exploding network, not MGRIT's fault)
+GROWTH_WARNING = 10.0
 
 
 @dataclass
@@ -116,11 +119,13 @@ class LayerParallel(nn.Module):
         match) instead of zeros; training and evaluation passes keep separate starts.
     partition : None (one process) or an :class:`~mgritlab.mgrit.mpi.MPIPartition`.
     on_divergence : 'raise' (default): a solve whose residual grows while a coarse level is
-        unstable, or grows more than 10 times in one iteration (layers that explode on every
-        level), raises :class:`~mgritlab.mgrit.MGRITDivergenceError` naming the level and
-        what would stabilise it. 'warn': train on with the inexact solves, as TorchBraid does
-        (to reproduce experiments that did so); the first growth is reported once as a
-        RuntimeWarning and kept in ``divergence_warning``. A non-finite residual always raises.
+        unstable raises :class:`~mgritlab.mgrit.MGRITDivergenceError` naming the level and
+        what would stabilise it; a residual that grows more than ``GROWTH_WARNING`` (10) times
+        in one iteration with no coarse level to blame (layers that amplify on every level:
+        the network's property, not MGRIT's) is reported once as a RuntimeWarning. 'warn':
+        train on with the inexact solves, as TorchBraid does (to reproduce experiments that
+        did so); the first growth is reported once as a RuntimeWarning. Either warning is kept
+        in ``divergence_warning``. A non-finite residual always raises.
 
     Attributes: ``stats`` {'forward': SolveStats, 'backward': SolveStats} of the last solves;
     ``seconds`` {phase: seconds} summed since the last :meth:`reset_seconds` (phases
@@ -281,11 +286,20 @@ class LayerParallel(nn.Module):
         except MGRITDivergenceError as err:
             raise MGRITDivergenceError(self._divergence_message(direction, start, err)) from err
         r = res.residuals
-        if (self.on_divergence == "warn" and self.divergence_warning is None
-                and any(b > a for a, b in pairwise(r))):
+        jump = max((b / a for a, b in pairwise(r) if a > 0), default=0.0)
+        history = f"residuals {', '.join(f'{x:.3e}' for x in r)}"
+        if self.divergence_warning is None and self.on_divergence == "warn" and jump > 1:
             self.divergence_warning = self._divergence_message(
-                direction, start, f"(on_divergence='warn': training goes on) residuals "
-                f"{', '.join(f'{x:.3e}' for x in r)}")
+                direction, start, f"(on_divergence='warn': training goes on) {history}")
+            warnings.warn(self.divergence_warning, RuntimeWarning, stacklevel=4)
+        elif self.divergence_warning is None and jump > GROWTH_WARNING:
+            # no coarse level is to blame (the solve did not raise): the layers amplify on
+            # the fine level too — a property of the network, so a warning, not an error
+            self.divergence_warning = self._divergence_message(
+                direction, start, f"The residual grew {jump:.3g} times in one iteration, "
+                f"though no coarse level amplifies more than the fine one: the layers "
+                f"themselves amplify, and this inexact solve is far from the serial network "
+                f"(more iterations, exact=True or a smaller step h would help). {history}")
             warnings.warn(self.divergence_warning, RuntimeWarning, stacklevel=4)
         return solver, res
 
