@@ -1,6 +1,10 @@
 """Run every benchmark in this folder, one after another (results in benchmarks/results/).
 
     python benchmarks/run_all.py [--quick]
+
+``bench_vs_pymgrit.py`` is one of them: it re-runs itself in ``.venv-pymgrit`` (PyMGRIT needs
+numpy < 2), or, without that environment, prints how to create it and counts as passed.
+Afterwards ``python benchmarks/report.py`` rewrites benchmarks/README.md from the results.
 """
 from __future__ import annotations
 
