@@ -1,6 +1,8 @@
 """Layer-parallel training: exact gradients, inexact-gradient error, warm start, dropout, errors."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -168,7 +170,7 @@ def test_frozen_dropout_gives_a_deterministic_fixed_point():
     torch.manual_seed(11)
     net(x)
     r = lp.stats["forward"].residuals
-    assert all(b < a for a, b in zip(r, r[1:])) and r[-1] < 1e-3 * r[0]
+    assert all(b < a for a, b in itertools.pairwise(r)) and r[-1] < 1e-3 * r[0]
     # eval mode: no dropout at all
     net.eval()
     net(x)
@@ -189,12 +191,12 @@ def test_bad_configurations_say_what_to_change():
         LayerParallel(block, fwd_iters=0)
     lp = LayerParallel(block, max_levels=2, cf=2)
     block.bias = nn.Parameter(torch.zeros(8, 3, dtype=F64, device="meta"))
-    with pytest.raises(ValueError, match="different devices.*model.to"):
+    with pytest.raises(ValueError, match=r"different devices.*model\.to"):
         lp(torch.zeros(2, 3, dtype=F64))
     lp = LayerParallel(DenseBlock(3, 8), max_levels=2, cf=2)
     with pytest.raises(ValueError, match="input is on meta"):
         lp(torch.zeros(2, 3, dtype=F64, device="meta"))
-    with pytest.raises(ValueError, match="input is torch.float32"):
+    with pytest.raises(ValueError, match=r"input is torch\.float32"):
         lp(torch.zeros(2, 3, dtype=torch.float32))
     with pytest.raises(ValueError, match="depth must be a positive integer"):
         DenseBlock(3, 0)
@@ -285,7 +287,7 @@ def test_a_checkpointed_training_run_resumes_exactly(tmp_path):
     ck.write_bytes(b"garbage")
     from mgritlab.nn.runner import CheckpointError
 
-    with pytest.raises(CheckpointError, match="ode.ckpt.pt cannot be read"):
+    with pytest.raises(CheckpointError, match=r"ode\.ckpt\.pt cannot be read"):
         train(ODENet(2, 6, 2, 8, max_levels=2, cf=2, seed=9), x, y, epochs=5, checkpoint=ck,
               resume=True, **kw)
 

@@ -69,7 +69,7 @@ class Heat1D(Problem):
             x, aa = self.x, self.a
             sx = torch.sin(math.pi * x)
 
-            def forcing(x_, t):  # noqa: ARG001 - documented signature
+            def forcing(x_, t):
                 return -sx * (torch.sin(t) - aa * math.pi**2 * torch.cos(t))
 
         self.forcing = forcing
