@@ -288,7 +288,12 @@ class MPIEngines:
                 # the cluster needs no TERM/KILL round (quiet and a few seconds faster)
                 if not force and not self._busy():
                     with contextlib.suppress(Exception):
-                        self.client.shutdown(targets="all", hub=False, block=True)
+                        # not block=True: a shutdown reply can be lost (the engine exits
+                        # first) and then that waits for ever; wait a bounded time instead
+                        self.client.shutdown(targets="all", hub=False, block=False)
+                        end = time.monotonic() + _SHUTDOWN_WAIT
+                        while self.client.ids and time.monotonic() < end:
+                            time.sleep(0.05)
                 self.client.close()
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
@@ -386,6 +391,7 @@ def _require_mpi4py() -> None:
 
 
 _FAILURE_GRACE = 3.0  # seconds the other engines get to finish after one has raised
+_SHUTDOWN_WAIT = 5.0  # seconds idle engines get to exit on request before they are stopped
 
 
 def _remote_message(name, rank: int, err, stopped: bool) -> str:
