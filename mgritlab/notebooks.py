@@ -107,14 +107,17 @@ def _env(**values: str):
 def _kernel_manager(kernel_name: str):
     """A kernel manager whose python3 kernel runs on this interpreter (``sys.executable``).
 
+    Asynchronous, as nbclient expects: with a blocking kernel client nbclient's wait for
+    output blocks its event loop, so a silent cell that hangs is never stopped by the
+    per-cell timeout (nor by Ctrl-C / SIGTERM).
     The kernel's sockets are CurveZMQ-encrypted when pyzmq and the kernel support it
     (jupyter_client >= 8.10, ipykernel >= 7.4 declare it in the kernelspec); otherwise
     ipykernel logs "Kernel is running over TCP without encryption" once per lesson.
     """
     import zmq
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
 
-    km = KernelManager(kernel_name=kernel_name)
+    km = AsyncKernelManager(kernel_name=kernel_name)
     if zmq.has("curve") and "transport_encryption" in km.trait_names():
         km.transport_encryption = "auto"  # encrypts only if the kernelspec declares curve
     spec = km.kernel_spec
@@ -173,6 +176,7 @@ def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str =
     lesson, raises :class:`LessonError` naming each failure (unless ``raise_on_error=False``).
     """
     import nbformat
+    from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
     from tqdm.auto import tqdm
@@ -215,7 +219,7 @@ def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str =
                     client.execute()
             finally:  # the client does not own a km it was given: shut the kernel down here
                 if km.has_kernel:
-                    km.shutdown_kernel(now=True)
+                    run_sync(km.shutdown_kernel)(now=True)
             row["ok"] = True
         except Exception as err:  # noqa: BLE001 - every failure is reported, then raised
             row["error"] = _error_text(err)

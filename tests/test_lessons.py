@@ -124,3 +124,17 @@ def test_resume_skips_lessons_that_already_ran(tmp_path):
     third = run_lessons([good], out, quick=True, timeout=120, progress=False, resume=True)
     assert third[0]["source_sha256"] != first[0]["source_sha256"] and third[0]["ok"]
     assert json.loads((out / "summary.json").read_text())[0] == third[0]
+
+
+def test_a_silent_hanging_cell_hits_the_cell_timeout(tmp_path):
+    """A cell that prints nothing and never ends is stopped by the per-cell timeout (with a
+    blocking kernel client nbclient waited for output for ever and the timeout never fired)."""
+    from mgritlab.notebooks import LessonError
+
+    hang = tmp_path / "01_hang.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import time\ntime.sleep(600)")]
+    nbformat.write(nb, hang)
+    with pytest.raises(LessonError, match=r"01_hang: cell 0: CellTimeoutError|01_hang: "
+                                          r"CellTimeoutError"):
+        run_lessons([hang], tmp_path / "out", quick=True, timeout=3, progress=False)
