@@ -12,7 +12,7 @@ y_{n+1} = R(z) y_n with z = hλ. The scheme is stable when |R(z)| ≤ 1:
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -156,7 +156,7 @@ def test_converged_mgrit_equals_serial_features_with_imex_on_coarse_levels_only(
 
 
 def test_bad_input_says_what_to_change(ops):
-    with pytest.raises(ValueError, match="level_alpha has 2 entries.*3 level"):
+    with pytest.raises(ValueError, match=r"level_alpha has 2 entries.*3 level"):
         model(ops, "shared", level_alpha=[0.0, 1.0], parallel=True, max_levels=3, cf=2)
     with pytest.raises(ValueError, match="imex='shared'"):
         model(ops, "none", level_alpha=[0.0, 1.0])

@@ -180,5 +180,5 @@ def test_errors_say_what_to_change(ops):
     with pytest.raises(ValueError, match="none, shared, channel, diffusion"):
         model(ops, imex="implicit")
     m = model(ops)
-    with pytest.raises(IndexError, match="0..3"):
+    with pytest.raises(IndexError, match=r"0\.\.3"):
         m.layer_step(torch.zeros(1, ops.num_nodes, 4, dtype=torch.float64), [4])

@@ -35,7 +35,7 @@ class GCN(nn.Module):
         self.b0 = nn.Parameter(torch.zeros(hidden, dtype=dtype))
         self.b1 = nn.Parameter(torch.zeros(num_classes, dtype=dtype))
 
-    def __deepcopy__(self, memo) -> "GCN":
+    def __deepcopy__(self, memo) -> GCN:
         # the graph is a constant shared by copies (torch cannot deep-copy a CSR tensor)
         memo[id(self.A)] = self.A
         new = self.__class__.__new__(self.__class__)

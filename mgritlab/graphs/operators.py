@@ -117,15 +117,15 @@ class GraphOperators:
         """Graph Laplacian GᵀG f (n, C) -> (n, C), one SpMM with the assembled GᵀG."""
         return spmm(self.GtG, self.GtG, f)
 
-    def __deepcopy__(self, memo) -> "GraphOperators":
+    def __deepcopy__(self, memo) -> GraphOperators:
         # immutable graph data: a deep-copied model shares it (torch cannot deep-copy CSR)
         return self
 
-    def to(self, dtype: torch.dtype | None = None, device=None) -> "GraphOperators":
+    def to(self, dtype: torch.dtype | None = None, device=None) -> GraphOperators:
         return graph_operators(self.edge_index.to(device), self.num_nodes,
                                dtype=dtype or self.dtype, device=device)
 
-    def gather_scatter(self) -> "GatherScatter":
+    def gather_scatter(self) -> GatherScatter:
         return GatherScatter(self.edge_index, self.weight, self.num_nodes)
 
 

@@ -537,7 +537,7 @@ class PDEGCN(nn.Module):
                          weight_decay_K: float = 0.0) -> list[dict]:
         """Adam groups as in the authors' code: open/close maps with (lr, weight_decay);
         the layer weights K_l (and a learnable α) with (lr_K, weight_decay_K)."""
-        layer = [p for p in self.block.parameters()]
+        layer = list(self.block.parameters())
         return [
             {"params": [self.K_open, self.K_close], "lr": lr, "weight_decay": weight_decay},
             {"params": layer, "lr": lr_K, "weight_decay": weight_decay_K},

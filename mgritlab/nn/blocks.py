@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -203,7 +203,7 @@ class LayerStack(nn.Module):
         k = torch.as_tensor(k, dtype=torch.long, device=x.device).reshape(-1)
         return self.phi(x, k, self.take(params, k), h, frozen, level)
 
-    def refined(self, factor: int) -> "LayerStack":
+    def refined(self, factor: int) -> LayerStack:
         """The same block on ``factor``·N layers, θ prolonged piecewise constantly in depth.
 
         θ^fine_k = θ^coarse_{⌊k / factor⌋} and h^fine = h / factor (same T): the initialisation

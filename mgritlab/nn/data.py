@@ -49,5 +49,5 @@ def peaks(n: int = 1000, *, classes: int = 5, seed: int = 0,
 
 def split(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.8):
     """The first ``fraction`` of the points for training, the rest for validation."""
-    n = int(round(fraction * x.shape[0]))
+    n = round(fraction * x.shape[0])
     return (x[:n], y[:n]), (x[n:], y[n:])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class FrozenDropout:
         self._cache: dict[tuple, torch.Tensor] = {}
 
     @classmethod
-    def draw(cls, p, generator: torch.Generator | None = None) -> "FrozenDropout":
+    def draw(cls, p, generator: torch.Generator | None = None) -> FrozenDropout:
         """A new training step: its seed drawn from ``generator`` (default: torch's global)."""
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         return cls(p, seed)

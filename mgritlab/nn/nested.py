@@ -8,7 +8,8 @@ already computes nearly the same function, so fewer fine epochs are needed.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .network import ODENet
 

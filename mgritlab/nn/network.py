@@ -81,7 +81,7 @@ class ODENet(nn.Module):
         return nn.Sequential(self.opening, self.act, SerialODENet(self.block, frozen),
                              self.closing)
 
-    def refine(self, factor: int = 2, **lp_options) -> "ODENet":
+    def refine(self, factor: int = 2, **lp_options) -> ODENet:
         """This network on ``factor``·N layers: θ prolonged piecewise constantly, same T.
 
         Opening and closing layers are copied; the layer-parallel options are kept unless
