@@ -215,6 +215,13 @@ def test_unstable_coarse_propagator_raises_and_implicit_repairs():
     (dict(max_levels=0), "max_levels"),
     (dict(relax="CF"), "unknown relaxation"),
     (dict(cycle="W"), "cycle must be"),
+    (dict(tol=float("nan")), r"tol=nan: give a finite number"),
+    (dict(tol=-1e-9), r"tol=-1e-09"),
+    (dict(rtol=float("inf")), r"rtol=inf"),
+    (dict(max_iter=2.5), r"max_iter=2.5: give a whole number"),
+    (dict(max_iter=True), r"max_iter=True"),
+    (dict(relax=3), r"relax=3: give a relaxation string"),
+    (dict(relax=["F", "X"], max_levels=2), "unknown relaxation 'X'"),
 ])
 def test_bad_configuration_errors(kwargs, match):
     prob, t = Dahlquist(-1.0), uniform_grid(0, 1, 65)

@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 
 import torch
 
@@ -27,6 +28,26 @@ from .hierarchy import Hierarchy, Propagator, build_hierarchy, relax_sweeps
 from .partition import SerialPartition
 from .relaxation import LevelBlock, c_relax, c_residual, f_relax, sequential_sweep
 from .transfer import fas_restrict, ideal_interpolate, restrict_inject
+
+
+def check_options(*, tol, max_iter, relax, rtol=0.0) -> None:
+    """ValueError naming the option when ``tol``/``rtol`` is not a finite number >= 0,
+    ``max_iter`` not a whole number >= 0, or ``relax`` not a relaxation string ('F', 'FC',
+    'FCF', '(FC)^nF') or a sequence of them (one per level)."""
+    for name, value in (("tol", tol), ("rtol", rtol)):
+        if (isinstance(value, bool) or not isinstance(value, Real)
+                or not (math.isfinite(value) and value >= 0)):
+            raise ValueError(f"{name}={value!r}: give a finite number >= 0 (the "
+                             f"{'absolute' if name == 'tol' else 'relative'} residual "
+                             "tolerance)")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0:
+        raise ValueError(f"max_iter={max_iter!r}: give a whole number >= 0")
+    for r in [relax] if isinstance(relax, str) else (
+            list(relax) if isinstance(relax, (list, tuple)) else [relax]):
+        if not isinstance(r, str):
+            raise ValueError(f"relax={relax!r}: give a relaxation string, 'F', 'FC', 'FCF' "
+                             "or '(FC)^nF' (or one per level)")
+        relax_sweeps(r)
 
 
 @dataclass
@@ -119,8 +140,7 @@ class MGRIT:
         cycle = str(cycle).upper()
         if cycle not in ("V", "F"):
             raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
-        if max_iter < 0 or tol < 0 or rtol < 0:
-            raise ValueError("max_iter, tol and rtol must be non-negative")
+        check_options(tol=tol, rtol=rtol, max_iter=max_iter, relax=relax)
         self.hierarchy = build_hierarchy(t, propagator, max_levels=max_levels, cf=cf,
                                          relax=relax, min_coarse=min_coarse,
                                          direction=direction, device=device)

@@ -55,23 +55,11 @@ def any_rank(partition, flag: bool) -> bool:
 
 
 def check_solver_options(*, tol, max_iter, relax) -> None:
-    """ValueError naming the option when ``tol`` is not a number >= 0, ``max_iter`` not a
-    whole number >= 0 or ``relax`` not a relaxation string (F, FC, FCF, (FC)^nF)."""
-    import math
-    from numbers import Integral, Real
+    """The MGRIT constructor's own option check (:func:`mgritlab.mgrit.solver.check_options`),
+    run before a problem is built."""
+    from .solver import check_options
 
-    from .hierarchy import relax_sweeps
-
-    if isinstance(tol, bool) or not isinstance(tol, Real) or not (math.isfinite(tol)
-                                                                  and tol >= 0):
-        raise ValueError(f"tol={tol!r}: give a finite number >= 0 (the absolute residual "
-                         "tolerance)")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0:
-        raise ValueError(f"max_iter={max_iter!r}: give a whole number >= 0")
-    if not isinstance(relax, str):
-        raise ValueError(f"relax={relax!r}: give a relaxation string, 'F', 'FC', 'FCF' or "
-                         "'(FC)^nF'")
-    relax_sweeps(relax)
+    check_options(tol=tol, max_iter=max_iter, relax=relax)
 
 
 def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
