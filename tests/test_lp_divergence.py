@@ -25,6 +25,15 @@ def test_an_exploding_network_warns_in_the_forward_with_on_divergence_raise():
                                             r".*grew \d+(\.\d+)? times in one iteration"):
         y = lp(x)
     assert y.shape == x.shape and "themselves amplify" in lp.divergence_warning
+
+
+def test_the_divergence_warning_points_at_the_callers_line():
+    """The solve runs inside torch.autograd.Function.apply; the warning must name the line
+    of the user's code, not a torch file."""
+    lp, x = _exploding("warn")
+    with pytest.warns(RuntimeWarning) as caught:
+        lp(x)
+    assert caught[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reported once, not on every forward
         lp(x)

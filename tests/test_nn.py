@@ -312,6 +312,18 @@ def test_engine_task_runs_in_one_process():
     rec = train_layer_parallel(n=40, depth=8, width=4, epochs=2, cf=2, problem="peaks")
     torch.set_num_threads(n_threads)
     assert (rec["rank"], rec["size"]) == (0, 1) and len(rec["loss"]) == 2
-    assert torch.isfinite(torch.tensor(rec["checksum"]))
+    # the task is the plain training run: same losses, same trained parameters
+    from mgritlab.nn.data import peaks
+    from mgritlab.nn.network import ODENet
+    from mgritlab.nn.training import train
+
+    x, y = peaks(40, seed=0)
+    net = ODENet(2, 4, 5, 8, seed=0, max_levels=2, cf=2, fwd_iters=2, bwd_iters=1)
+    hist = train(net, x, y, epochs=2, lr=2e-2, eval_model=net.serial())
+    torch.set_num_threads(n_threads)
+    assert rec["loss"] == hist.loss
+    assert rec["checksum"] == float(sum(p.detach().double().sum() for p in net.parameters()))
+    assert rec["checksum"] != float(sum(p.detach().double().sum()
+                                        for p in ODENet(2, 4, 5, 8, seed=0).parameters()))
     with pytest.raises(ValueError, match="unknown problem"):
         train_layer_parallel(problem="moons")

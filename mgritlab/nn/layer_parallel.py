@@ -28,6 +28,7 @@ identical gradient and the optimisers stay in lockstep.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -71,6 +72,20 @@ class _Pair:
     frozen: object
     params: dict = field(repr=False)
 
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside mgritlab and torch, so that a warning points
+    at the user's line (the solve runs inside torch.autograd.Function.apply)."""
+    import sys
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    torch_dir = os.path.dirname(os.path.abspath(torch.__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            (here, torch_dir)):
+        frame, level = frame.f_back, level + 1
+    return level
 
 class LayerParallelFunction(torch.autograd.Function):
     """x_N = Ψ(x_0; θ): MGRIT forward, MGRIT adjoint + design equations backward.
@@ -291,7 +306,7 @@ class LayerParallel(nn.Module):
         if self.divergence_warning is None and self.on_divergence == "warn" and jump > 1:
             self.divergence_warning = self._divergence_message(
                 direction, start, f"(on_divergence='warn': training goes on) {history}")
-            warnings.warn(self.divergence_warning, RuntimeWarning, stacklevel=4)
+            warnings.warn(self.divergence_warning, RuntimeWarning, stacklevel=_caller_level())
         elif self.divergence_warning is None and jump > GROWTH_WARNING:
             # no coarse level is to blame (the solve did not raise): the layers amplify on
             # the fine level too — a property of the network, so a warning, not an error
@@ -300,7 +315,7 @@ class LayerParallel(nn.Module):
                 f"though no coarse level amplifies more than the fine one: the layers "
                 f"themselves amplify, and this inexact solve is far from the serial network "
                 f"(more iterations, exact=True or a smaller step h would help). {history}")
-            warnings.warn(self.divergence_warning, RuntimeWarning, stacklevel=4)
+            warnings.warn(self.divergence_warning, RuntimeWarning, stacklevel=_caller_level())
         return solver, res
 
     def _divergence_message(self, direction: int, start: torch.Tensor, err) -> str:
