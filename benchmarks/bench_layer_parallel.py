@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mgritlab.mgrit.tasks import world
+from mgritlab.mgrit.world import world
 from mgritlab.nn import ODENet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "layer_parallel.json"

@@ -212,7 +212,7 @@ def _mpi_worker(args) -> int:
     """Under mpiexec: the layer-parallel epochs on all ranks; rank 0 writes the rows."""
     from mgritlab.graphs.train import load_graph
     from mgritlab.mgrit.mpi import MPIPartition
-    from mgritlab.mgrit.tasks import world
+    from mgritlab.mgrit.world import world
 
     torch.set_num_threads(1)
     comm, rank, _ = world()

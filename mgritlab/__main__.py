@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .mgrit.tasks import launcher_env
+    from .mgrit.world import launcher_env
 
     launched = launcher_env()
     if launched is not None and launched[1] > 1:

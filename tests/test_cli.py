@@ -101,7 +101,7 @@ def test_train_lists_every_registered_model(capsys):
     (dict(problem="wave"), "unknown problem 'wave'"),
 ])
 def test_the_engine_entry_point_validates_like_the_command_line(bad, match):
-    from mgritlab.mgrit.tasks import mgrit_run
+    from mgritlab.tasks import mgrit_run
 
     kw = dict(problem="heat", nt=17, nx=9, levels=2) | bad
     with pytest.raises(ValueError, match=match):

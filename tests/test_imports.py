@@ -21,7 +21,7 @@ LAYERS = {
     "nn": 3,
     "graphs": 4,
     # the command line and the lesson tooling sit on top of everything
-    "notebooks": 5, "__main__": 5, "__init__": 5,
+    "notebooks": 5, "__main__": 5, "__init__": 5, "tasks": 5,
 }
 
 

@@ -306,7 +306,7 @@ def test_divergence_names_the_layer_parallel_options(monkeypatch):
 
 
 def test_engine_task_runs_in_one_process():
-    from mgritlab.nn import train_layer_parallel
+    from mgritlab.tasks import train_layer_parallel
 
     n_threads = torch.get_num_threads()
     rec = train_layer_parallel(n=40, depth=8, width=4, epochs=2, cf=2, problem="peaks")

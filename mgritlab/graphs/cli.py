@@ -179,7 +179,7 @@ def _train(args) -> int:
 
     import torch
 
-    from ..mgrit.tasks import launcher_env
+    from ..mgrit.world import launcher_env
 
     rank, size = launcher_env() or (0, 1)
     lead = rank == 0

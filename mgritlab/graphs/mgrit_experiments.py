@@ -198,22 +198,33 @@ def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float =
                            ) -> dict:
     """Wall seconds of the training step (median over ``epochs`` after the first) of ``cfg``
     on ``ranks`` MPI ranks, by phase (rank 0's clock): ``mpiexec -n ranks python -m
-    mgritlab.graphs.tasks``; the process-local measurement where ``ranks`` is 1."""
+    mgritlab.tasks`` (one torch thread per rank); where ``ranks`` is 1 the same training in
+    this process, on one thread."""
     import sys
     import tempfile
     from dataclasses import asdict
 
-    from ..cluster import run_mpi
-    from .tasks import train_pdegcn_layer_parallel
+    import torch
 
+    from ..cluster import run_mpi
+    from .train import TrainConfig, train
+
+    if not cfg.layer_parallel:
+        raise ValueError("epoch_seconds_on_ranks times layer-parallel training: give a "
+                         "config with layer_parallel=True (e.g. lp_config(...))")
     config = dict(asdict(cfg), epochs=epochs)
     if ranks == 1:
-        rec = train_pdegcn_layer_parallel(config)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each rank of the mpiexec run
+        try:
+            rec = train(TrainConfig.from_dict(config), progress=False)
+        finally:
+            torch.set_num_threads(threads)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             cpath, opath = Path(tmp, "config.json"), Path(tmp, "record.json")
             cpath.write_text(json.dumps(config))
-            proc = run_mpi([sys.executable, "-m", "mgritlab.graphs.tasks", str(cpath),
+            proc = run_mpi([sys.executable, "-m", "mgritlab.tasks", str(cpath),
                             str(opath)], ranks, timeout=timeout)
             if proc.returncode != 0:
                 raise RuntimeError(f"the {ranks}-rank timing run failed:\n{proc.stdout}")

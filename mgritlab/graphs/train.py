@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..mgrit import MGRITDivergenceError
-from ..mgrit.tasks import any_rank, world_partition
+from ..mgrit.world import any_rank, world_partition
 from ..nn.runner import (
     load_checkpoint,
     no_best,

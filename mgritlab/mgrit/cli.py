@@ -134,7 +134,7 @@ def _problem_from_args(args):
 
 
 def _partition(mode: str):
-    from .tasks import launcher_env
+    from .world import launcher_env
 
     use = mode == "on" or (mode == "auto" and launcher_env() is not None)
     if not use:

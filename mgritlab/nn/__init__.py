@@ -18,11 +18,10 @@ from .frozen import FrozenDropout
 from .layer_parallel import LayerParallel, LayerParallelFunction, SolveStats
 from .nested import coarse_depths, nested_training
 from .network import ODENet
-from .tasks import train_layer_parallel
 from .training import History, accuracy, train
 
 __all__ = ["LayerStack", "FrozenDropout", "StateWindow",
            "ODEBlock", "DenseBlock", "SerialODENet", "activation", "StatePropagator",
            "AdjointPropagator", "design_gradient", "LayerParallel", "LayerParallelFunction",
            "SolveStats", "ODENet", "nested_training", "coarse_depths", "two_spirals", "peaks",
-           "split", "train", "accuracy", "History", "train_layer_parallel"]
+           "split", "train", "accuracy", "History"]

@@ -1,5 +1,5 @@
 """The model problems by name: one factory the command line, the MPI tasks and the lessons'
-engines share (``python -m mgritlab heat``, ``mgrit.tasks.mgrit_run("heat", ...)``).
+engines share (``python -m mgritlab heat``, ``tasks.mgrit_run("heat", ...)``).
 
 Each entry names the problem's own options with their defaults; :func:`make_problem` builds
 it from a name, the interval, the scheme and those options, and says which options exist when

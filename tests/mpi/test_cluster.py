@@ -6,7 +6,7 @@ import time
 import pytest
 
 from mgritlab.cluster import EngineError, MPIEngines, MPITimeout, kill_tagged, mpi_hello
-from mgritlab.mgrit.tasks import mgrit_run
+from mgritlab.tasks import mgrit_run
 
 pytestmark = pytest.mark.mpi
 

@@ -97,7 +97,7 @@ def test_missing_mpiexec_gives_install_command(monkeypatch, tmp_path):
     with pytest.warns(RuntimeWarning, match="Falling back to the serial solver"):
         engines = cluster.start_engines(2, timeout=5)
     assert not engines.parallel
-    from mgritlab.mgrit.tasks import mgrit_run
+    from mgritlab.tasks import mgrit_run
 
     [rec] = engines.run(mgrit_run, "dahlquist", nt=33, levels=2, cf=4)
     assert rec["converged"] and rec["size"] == 1

@@ -64,8 +64,8 @@ def test_the_engine_task_trains_identically_on_1_and_2_engines():
     from dataclasses import asdict
 
     from mgritlab.cluster import start_engines
-    from mgritlab.graphs.tasks import train_pdegcn_layer_parallel
     from mgritlab.graphs.train import TrainConfig
+    from mgritlab.tasks import train_pdegcn_layer_parallel
 
     cfg = asdict(TrainConfig(layers=16, channels=8, h=0.5, dropout=0.5, lr=0.05, epochs=2,
                              imex="shared", alpha=1.0, layer_parallel=True, levels=3, cf=2))

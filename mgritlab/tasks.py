@@ -1,0 +1,151 @@
+"""The package's tasks: plain functions that run on every rank of MPI.COMM_WORLD when started
+under mpiexec or on ipyparallel MPI engines (:mod:`mgritlab.cluster`, lessons 05, 07 and 12),
+and in one process otherwise — the same call gives the same numbers either way.
+
+- :func:`mgrit_run`: a model problem (:mod:`mgritlab.problems` registry) solved with MGRIT;
+- :func:`train_layer_parallel`: an ODE-net classifier trained layer-parallel;
+- :func:`train_pdegcn_layer_parallel`: layer-parallel PDE-GCN-D training on CORA
+  (``python -m mgritlab.tasks CONFIG.json OUT.json [EPOCHS]`` under mpiexec).
+
+It sits above every other module (it imports from all of them); where a process runs is
+decided in one place, :mod:`mgritlab.mgrit.world`."""
+from __future__ import annotations
+
+import time
+
+
+def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
+              relax: str = "FCF", cycle: str = "V", tol: float = 1e-7, max_iter: int = 100,
+              repeat: int = 1, gather: bool = False, threads: int | None = 1,
+              **problem_options) -> dict:
+    """Solve a model problem with MGRIT on all ranks of MPI.COMM_WORLD (serial on one).
+
+    Returns this rank's record: rank, size, iterations, residual history, the best wall time
+    of ``repeat`` solves (measured between barriers; the other fields are of that run), time
+    per phase, the critical-path model
+    speedup, and the solution when ``gather``. ``threads`` sets torch's threads in this
+    process (1 by default: ranks share the cores; None leaves it as it is).
+    """
+    import torch
+
+    from .mgrit import MGRIT, uniform_grid
+    from .mgrit.solver import check_options
+    from .mgrit.speedup import model_speedup
+    from .mgrit.world import world_partition
+    from .problems import make_problem
+
+    check_options(tol=tol, max_iter=max_iter, relax=relax)
+    if threads:
+        torch.set_num_threads(threads)
+    part, rank, size = world_partition()
+    prob = make_problem(problem, **problem_options)
+    t = uniform_grid(prob.t0, prob.tf, nt)
+    solver = MGRIT(prob, t, max_levels=levels, cf=cf, relax=relax, cycle=cycle, tol=tol,
+                   max_iter=max_iter, partition=part)
+    best, res = float("inf"), None
+    for _ in range(max(repeat, 1)):
+        if part is not None:
+            part.barrier()
+        start = time.perf_counter()
+        run = solver.solve(prob.u0, gather=gather)
+        if part is not None:
+            part.barrier()
+        seconds = time.perf_counter() - start
+        if part is not None:  # every rank keeps the same run: rank 0's fastest
+            seconds = part.comm.bcast(seconds, root=0)
+        if seconds < best:
+            best, res = seconds, run
+    return dict(rank=rank, size=size, problem=problem, nt=nt, levels=len(solver.hierarchy),
+                cf=cf, relax=relax, cycle=cycle, iterations=res.iterations,
+                converged=res.converged, residuals=res.residuals, seconds=best,
+                phase_seconds=res.phase_seconds,
+                model_speedup=model_speedup(solver.hierarchy, res.iterations, size, cycle),
+                u=None if res.u is None else res.u.numpy())
+
+
+def train_layer_parallel(*, problem: str = "spirals", n: int = 200, depth: int = 32,
+                         width: int = 8, epochs: int = 20, lr: float = 2e-2,
+                         max_levels: int = 2, cf: int = 4, fwd_iters: int = 2,
+                         bwd_iters: int = 1, seed: int = 0) -> dict:
+    """Train an ODE-net classifier layer-parallel on all ranks (serially on one process).
+
+    Returns this rank's record: rank, size, the history (loss, accuracy, cumulative seconds)
+    and a checksum of the trained parameters (equal on every rank: each holds the full
+    gradient after ``backward``, so the optimizers stay in lockstep).
+    """
+    import torch
+
+    from .mgrit.world import any_rank, world_partition
+    from .nn.data import peaks, two_spirals
+    from .nn.network import ODENet
+    from .nn.training import train
+
+    if problem not in ("spirals", "peaks"):
+        raise ValueError(f"unknown problem {problem!r}: use 'spirals' or 'peaks'")
+    part, rank, size = world_partition()
+    torch.set_num_threads(1)
+    if problem == "spirals":
+        x, y, classes = *two_spirals(n, seed=seed), 2
+    else:
+        x, y, classes = *peaks(n, seed=seed), 5
+    net = ODENet(2, width, classes, depth, seed=seed, max_levels=max_levels, cf=cf,
+                 fwd_iters=fwd_iters, bwd_iters=bwd_iters, partition=part)
+    hist = train(net, x, y, epochs=epochs, lr=lr, eval_model=net.serial(),
+                 agree=lambda flag: any_rank(part, flag))
+    checksum = float(sum(p.detach().double().sum() for p in net.parameters()))
+    return dict(rank=rank, size=size, loss=hist.loss, train_acc=hist.train_acc,
+                seconds=hist.seconds, checksum=checksum)
+
+
+def train_pdegcn_layer_parallel(config: dict, *, epochs: int | None = None,
+                                threads: int | None = 1) -> dict:
+    """Train ``config`` (a :class:`~mgritlab.graphs.train.TrainConfig` as a dict, with
+    ``layer_parallel=True``) on all ranks, writing no files; returns this rank's record.
+
+    The record: rank, size, the per-epoch curves (losses, accuracies with the layer-parallel
+    and the exact serial forward, wall seconds, seconds per phase — this rank's clock), the
+    layers whose states this rank holds and the bytes of its MGRIT blocks (states, adjoints).
+    ``threads``: torch threads per process (1: ranks share the cores).
+    """
+    import torch
+
+    from .graphs.train import TrainConfig, train
+    from .mgrit.world import world_partition
+
+    cfg = TrainConfig.from_dict(dict(config, **({} if epochs is None else {"epochs": epochs})))
+    if not cfg.layer_parallel:
+        raise ValueError("train_pdegcn_layer_parallel needs layer_parallel=True in config")
+    if threads:
+        torch.set_num_threads(threads)
+    part, rank, size = world_partition()
+    r = train(cfg, progress=False, partition=part)
+    return {"rank": rank, "size": size, "curves": r["curves"],
+            "layers_held": r["layers_per_rank"], "held_bytes": r["held_bytes"],
+            "test_acc_at_best_val": r["test_acc_at_best_val"],
+            "serial_test_acc_at_best_val": r["serial_test_acc_at_best_val"]}
+
+
+def main(argv=None) -> int:
+    """``mpiexec -n P python -m mgritlab.tasks CONFIG.json OUT.json [EPOCHS]``: train on
+    all ranks; rank 0 writes its record (used to time runs on several ranks)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 3):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    config = json.loads(Path(args[0]).read_text())
+    rec = train_pdegcn_layer_parallel(config, epochs=int(args[2]) if len(args) == 3 else None)
+    if rec["rank"] == 0:
+        from .nn.runner import write_json_atomic
+
+        write_json_atomic(rec, args[1])
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
