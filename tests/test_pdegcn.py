@@ -182,3 +182,31 @@ def test_errors_say_what_to_change(ops):
     m = model(ops)
     with pytest.raises(IndexError, match=r"0\.\.3"):
         m.layer_step(torch.zeros(1, ops.num_nodes, 4, dtype=torch.float64), [4])
+
+
+def test_eval_mode_layer_is_the_linear_map_half_gtg_f_ktk(ops):
+    """With both directions of every edge, (G f K_lᵀ) on edge (j, i) is minus that on (i, j),
+    and relu(z) − relu(−z) = z, so Gᵀ relu(G f K_lᵀ) K_l = ½ GᵀG f K_lᵀ K_l: without dropout
+    the PDE-GCN-D layer is linear (the thesis writes G f K_l, hence ½ GᵀG f K_l K_lᵀ there).
+    Oracle: dense G from the edge list, not the package's operators."""
+    net = model(ops).eval()
+    ei, w, n = ops.edge_index, ops.weight, ops.num_nodes
+    G = torch.zeros(ei.shape[1], n, dtype=torch.float64)
+    G[torch.arange(ei.shape[1]), ei[0]] += w
+    G[torch.arange(ei.shape[1]), ei[1]] -= w
+    f = torch.randn(n, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    for k in range(net.num_layers):
+        K = net.K[k].detach()
+        oracle = 0.5 * G.T @ G @ f @ K.T @ K
+        r = net.residual(f[None], [k])[0].detach()
+        torch.testing.assert_close(r, oracle, rtol=1e-12, atol=1e-12)
+    # one direction per edge breaks the pairing: the layer is no longer linear
+    one_way = ei[:, ei[0] < ei[1]]
+    half = model(graph_operators(one_way, n, dtype=torch.float64)).eval()
+    r1 = half.residual(f[None], [0])[0].detach()
+    G1 = torch.zeros(one_way.shape[1], n, dtype=torch.float64)
+    w1 = half.ops.weight
+    G1[torch.arange(one_way.shape[1]), one_way[0]] += w1
+    G1[torch.arange(one_way.shape[1]), one_way[1]] -= w1
+    K0 = half.K[0].detach()
+    assert (r1 - 0.5 * G1.T @ G1 @ f @ K0.T @ K0).abs().max() > 1e-3
