@@ -40,13 +40,38 @@ def main(argv: list[str] | None = None) -> int:
 
         abort_on_uncaught_exception()
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
     args.argv = argv  # for commands that relaunch themselves (e.g. under mpiexec)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     return int(args.func(args) or 0)
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--lam -1+2j`` as ``--lam=-1+2j``: argparse takes a value that starts with '-' and is
+    not a plain negative number for an option, so complex or exponent values would need '='."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if (a.startswith("--") and "=" not in a and nxt is not None and nxt.startswith("-")
+                and _is_number(nxt)):
+            out.append(f"{a}={nxt}")
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        complex(text.replace("i", "j"))
+    except ValueError:
+        return False
+    return True
 
 
 def _abort_if_failed(code) -> None:

@@ -40,9 +40,11 @@ def test_the_help_example_for_a_complex_lambda_works(capsys):
     with pytest.raises(SystemExit):
         main(["dahlquist", "--help"])
     help_text = capsys.readouterr().out
-    assert "--lam=-1+2j" in help_text
-    assert main(["dahlquist", "--lam=-1+2j", "--nt", "17", "--levels", "2"]) == 0
-    assert "converged" in capsys.readouterr().out
+    assert "--lam -1+2j" in help_text
+    for argv in (["--lam", "-1+2j"], ["--lam=-1+2j"]):  # as the help writes it, and with '='
+        assert main(["dahlquist", *argv, "--nt", "17", "--levels", "2"]) == 0
+        assert "converged" in capsys.readouterr().out
+    _fails(["dahlquist", "--lam", "-1+2x"], capsys, "--lam")
 
 
 @pytest.mark.parametrize("option, value, match", [

@@ -110,7 +110,7 @@ _OPTION_ARGS = {
     "nx": dict(type=int_at_least(3), help="grid points in space (nx-2 unknowns)"),
     "a": dict(type=positive_float, help="diffusion coefficient"),
     # a value that starts with '-' must follow '=': argparse reads '-1+2j' as an option
-    "lam": dict(type=_complex, help="λ (complex allowed): --lam=-1+2j"),
+    "lam": dict(type=_complex, help="λ (complex allowed), e.g. --lam -1+2j"),
     "y0": dict(type=finite_float, help="initial value"),
 }
 
