@@ -215,13 +215,13 @@ class TridiagonalFactor:
 
     def __init__(self, lower: np.ndarray, main: np.ndarray, upper: np.ndarray, *,
                  symmetric: bool, require_spd: bool = False):
-        from scipy.linalg.lapack import dgttrf, dpttrf
+        from scipy.linalg.lapack import dgttrf, dgttrs, dpttrf, dpttrs
 
         self.n = main.shape[0]
         if symmetric:
             d, e, info = dpttrf(main, upper)
             if info == 0:
-                self.kind, self._f = "pttrf", (d, e)
+                self.kind, self._f, self._trs = "pttrf", (d, e), dpttrs
                 return
             if require_spd:
                 raise ValueError(f"the tridiagonal matrix is not positive definite (dpttrf "
@@ -231,7 +231,7 @@ class TridiagonalFactor:
         dl, d, du, du2, ipiv, info = dgttrf(lower, main, upper)
         if info != 0:
             raise ValueError(f"the tridiagonal matrix is singular (dgttrf info={info})")
-        self.kind, self._f = "gttrf", (dl, d, du, du2, ipiv)
+        self.kind, self._f, self._trs = "gttrf", (dl, d, du, du2, ipiv), dgttrs
 
     @property
     def nbytes(self) -> int:
@@ -243,13 +243,19 @@ class TridiagonalFactor:
             return self._solve_real(x.real) + 1j * self._solve_real(x.imag)
         return self._solve_real(x)
 
-    def _solve_real(self, x: np.ndarray) -> np.ndarray:
-        from scipy.linalg.lapack import dgttrs, dpttrs
+    def solve_rows(self, x: np.ndarray, overwrite: bool = False) -> np.ndarray:
+        """T^{-1} applied to every row of a real float64 x of shape (k, n), as (k, n).
 
-        if self.kind == "pttrf":
-            y, info = dpttrs(*self._f, x)
-        else:
-            y, info = dgttrs(*self._f, x)
+        The same LAPACK call as :meth:`solve` on ``x.T`` (so the same bits); with
+        ``overwrite`` a C-contiguous x is solved in place (its memory is the result).
+        """
+        y, info = self._trs(*self._f, x.T, overwrite_b=overwrite)
+        if info != 0:
+            raise RuntimeError(f"LAPACK {self.kind[:2]}trs failed (info={info})")
+        return y.T
+
+    def _solve_real(self, x: np.ndarray) -> np.ndarray:
+        y, info = self._trs(*self._f, x)
         if info != 0:
             raise RuntimeError(f"LAPACK {self.kind[:2]}trs failed (info={info})")
         return y

@@ -8,7 +8,8 @@ import torch
 
 from .operators import make_operator
 
-__all__ = ["SemilinearODE", "check_step_inputs"]
+__all__ = ["SemilinearODE", "check_step_inputs", "check_state", "check_step_size",
+           "check_step_sizes"]
 
 _METHODS = ("auto", "splu", "pttrf", "lu", "cholesky", "cg")
 
@@ -82,26 +83,54 @@ class SemilinearODE:
                 f"g_depends_on_u={self.g_depends_on_u})")
 
 
+def check_state(ode: SemilinearODE, u) -> None:
+    """Check that u is a (B, *state) tensor for ``ode`` (the checks of every step)."""
+    if not isinstance(u, torch.Tensor):
+        raise TypeError(f"u must be a torch.Tensor of shape (B, *state), got {type(u).__name__}")
+    if u.dim() < 1:
+        raise ValueError("u must have a leading batch dimension: shape (B, *state)")
+    if ode.state_shape is not None and u.shape[1:] != ode.state_shape:
+        raise ValueError(f"u has shape {tuple(u.shape)} but the ODE's state has shape "
+                         f"{ode.state_shape}; pass u as (B, *state) = (B, "
+                         f"{', '.join(map(str, ode.state_shape))})")
+    if ode.op.uses_cg and u.is_complex():
+        raise ValueError("complex states are not supported with CG; pass L as a matrix")
+
+
+def check_step_size(h: float) -> float:
+    """A python step size h, checked positive and finite."""
+    h = float(h)
+    if not (math.isfinite(h) and h > 0):
+        raise ValueError(f"the step size must be positive and finite, got h={h}; "
+                         f"a backward-in-time step is not supported here")
+    return h
+
+
+def check_step_sizes(h: torch.Tensor) -> None:
+    """Check that a tensor of step sizes is positive and finite."""
+    if not bool(torch.isfinite(h).all() & (h > 0).all()):
+        raise ValueError(f"step sizes must be positive and finite, got min h="
+                         f"{float(h.min()):.3g}")
+
+
 def check_step_inputs(ode: SemilinearODE, u, t, h):
     """Validate a step's (u, t, h); returns t as (B,) float64 and h as a float or (B,) float64."""
     if not isinstance(u, torch.Tensor):
         raise TypeError(f"u must be a torch.Tensor of shape (B, *state), got {type(u).__name__}")
     if u.dim() < 1:
         raise ValueError("u must have a leading batch dimension: shape (B, *state)")
-    if ode.state_shape is not None and tuple(u.shape[1:]) != ode.state_shape:
+    if ode.state_shape is not None and u.shape[1:] != ode.state_shape:
         raise ValueError(f"u has shape {tuple(u.shape)} but the ODE's state has shape "
                          f"{ode.state_shape}; pass u as (B, *state) = (B, "
                          f"{', '.join(map(str, ode.state_shape))})")
-    t = torch.as_tensor(t, dtype=torch.float64, device=u.device)
+    if not (isinstance(t, torch.Tensor) and t.dtype == torch.float64 and t.device == u.device):
+        t = torch.as_tensor(t, dtype=torch.float64, device=u.device)
     if t.dim() == 0:
         t = t.expand(u.shape[0])
     if t.shape != (u.shape[0],):
         raise ValueError(f"t must have shape (B,) = ({u.shape[0]},), got {tuple(t.shape)}")
     if isinstance(h, (int, float)) and not isinstance(h, bool):
-        h = float(h)
-        if not (math.isfinite(h) and h > 0):
-            raise ValueError(f"the step size must be positive and finite, got h={h}; "
-                             f"a backward-in-time step is not supported here")
+        h = check_step_size(h)
     elif isinstance(h, torch.Tensor):
         if h.dim() == 0:
             return check_step_inputs(ode, u, t, float(h))
@@ -109,9 +138,7 @@ def check_step_inputs(ode: SemilinearODE, u, t, h):
             raise ValueError(f"h must be a float or a (B,) tensor with B={u.shape[0]}, "
                              f"got shape {tuple(h.shape)}")
         h = h.to(dtype=torch.float64, device=u.device)
-        if not bool(torch.isfinite(h).all() & (h > 0).all()):
-            raise ValueError(f"step sizes must be positive and finite, got min h="
-                             f"{float(h.min()):.3g}")
+        check_step_sizes(h)
     else:
         raise TypeError(f"h must be a python float or a (B,) tensor, got {type(h).__name__}")
     if u.is_complex() and ode.op.uses_cg:

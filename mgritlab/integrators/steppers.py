@@ -22,11 +22,14 @@ import math
 import torch
 
 from ..linalg import batched_dot
-from .ode import SemilinearODE, check_step_inputs
-from .operators import broadcast_h, dense_jacobian_solve
+from .ode import SemilinearODE, check_state, check_step_inputs, check_step_size, check_step_sizes
+from .operators import TridiagonalOperator, broadcast_h, dense_jacobian_solve
 
 __all__ = ["NewtonError", "Stepper", "ForwardEuler", "BackwardEuler", "IMEXEuler", "STEPPERS",
-           "get_stepper"]
+           "get_stepper", "GridStepper"]
+
+_TABLE_BYTES = 1 << 26
+"""Largest forcing table a :class:`GridStepper` keeps (64 MiB); larger grids evaluate g per call."""
 
 
 class NewtonError(RuntimeError):
@@ -34,7 +37,12 @@ class NewtonError(RuntimeError):
 
 
 class Stepper:
-    """Base class: ``step(ode, u, t, h)`` advances a batch by one step."""
+    """Base class: ``step(ode, u, t, h)`` advances a batch by one step.
+
+    For a pure forcing g(t) (``ode.g`` given, ``g_depends_on_u`` False) a scheme's explicit
+    term depends on t and h only: :meth:`forcing` computes it, and ``_step(..., forcing=...)``
+    takes it precomputed (a :class:`GridStepper` tabulates it once per grid).
+    """
 
     name: str = ""
     order: int = 0
@@ -44,7 +52,17 @@ class Stepper:
         u, t, h = check_step_inputs(ode, u, t, h)
         return self._step(ode, u, t, h)
 
-    def _step(self, ode, u, t, h):  # pragma: no cover - abstract
+    def on_grid(self, ode: SemilinearODE, t, dt: float | None = None,
+                h: torch.Tensor | None = None) -> GridStepper:
+        """This scheme for ``ode`` on the time grid t (see :class:`GridStepper`)."""
+        return GridStepper(self, ode, t, dt=dt, h=h)
+
+    def forcing(self, ode: SemilinearODE, t: torch.Tensor, h, like: torch.Tensor):
+        """The scheme's forcing term for the steps from t with sizes h, for states like
+        ``like`` (only called for a pure forcing g(t))."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _step(self, ode, u, t, h, forcing=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __repr__(self):
@@ -56,8 +74,12 @@ class ForwardEuler(Stepper):
 
     name, order = "forward_euler", 1
 
-    def _step(self, ode, u, t, h):
-        return u + broadcast_h(h, u) * ode.rhs(t, u)
+    def forcing(self, ode, t, h, like):
+        return ode._g(t, like)  # g(t_n)
+
+    def _step(self, ode, u, t, h, forcing=None):
+        f = ode.rhs(t, u) if forcing is None else -ode.op.apply(u) + forcing
+        return u + broadcast_h(h, u) * f
 
 
 class IMEXEuler(Stepper):
@@ -65,8 +87,14 @@ class IMEXEuler(Stepper):
 
     name, order, implicit = "imex_euler", 1, True
 
-    def _step(self, ode, u, t, h):
-        rhs = u if ode.g is None else u + broadcast_h(h, u) * ode._g(t, u)
+    def forcing(self, ode, t, h, like):
+        return broadcast_h(h, like) * ode._g(t, like)  # h g(t_n)
+
+    def _step(self, ode, u, t, h, forcing=None):
+        if forcing is not None:
+            rhs = u + forcing
+        else:
+            rhs = u if ode.g is None else u + broadcast_h(h, u) * ode._g(t, u)
         return ode.op.solve_shifted(rhs, h)
 
 
@@ -80,12 +108,16 @@ class BackwardEuler(Stepper):
 
     name, order, implicit = "backward_euler", 1, True
 
-    def _step(self, ode, u, t, h):
-        t1 = t + h
+    def forcing(self, ode, t, h, like):
+        return broadcast_h(h, like) * ode._g(t + h, like)  # h g(t_{n+1})
+
+    def _step(self, ode, u, t, h, forcing=None):
+        if forcing is not None:
+            return ode.op.solve_shifted(u + forcing, h)
         if not ode.g_depends_on_u:
-            rhs = u if ode.g is None else u + broadcast_h(h, u) * ode._g(t1, u)
+            rhs = u if ode.g is None else u + broadcast_h(h, u) * ode._g(t + h, u)
             return ode.op.solve_shifted(rhs, h)
-        return self._newton(ode, u, t1, h)
+        return self._newton(ode, u, t + h, h)
 
     def _newton(self, ode, u, t1, h):
         if ode.dg is None and ode.jac is None:
@@ -152,3 +184,99 @@ def get_stepper(name: str | Stepper) -> Stepper:
     except (KeyError, TypeError):
         raise ValueError(f"unknown scheme {name!r}: valid names are "
                          f"{', '.join(sorted(STEPPERS))}") from None
+
+
+_MISSING = object()
+
+
+class GridStepper:
+    """A scheme bound to an ODE and a time grid t_0 < t_1 < ... < t_N:
+
+        grid = get_stepper("backward_euler").on_grid(ode, t, dt=...)
+        u_next = grid.step(u, i)            # i: (B,) indices, steps from t_i to t_{i+1}
+
+    gives the same numbers as ``stepper.step(ode, u, t[i], h_i)``, with the work that does not
+    depend on u done once instead of on every call: the step sizes (``dt`` for a uniform grid,
+    else ``h`` or the grid's differences) and their checks and, for a pure forcing g(t), the
+    scheme's forcing term (:meth:`Stepper.forcing`) at every step, tabulated per dtype when
+    the table takes at most 64 MiB (else g is evaluated per call). g is then evaluated for all
+    steps in one batch, which gives the same bits as any smaller batch for a g that keeps the
+    batch-independence rule. Real float64 states on the CPU with a tridiagonal L, a uniform
+    grid and an implicit Euler scheme go straight from the numpy view of u to LAPACK.
+    """
+
+    def __init__(self, stepper: Stepper, ode: SemilinearODE, t, *, dt: float | None = None,
+                 h: torch.Tensor | None = None):
+        self.stepper, self.ode = stepper, ode
+        self.t = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
+        self.N = self.t.numel() - 1
+        if dt is not None:
+            self.dt, self.h = check_step_size(dt), None
+            rows = self.N + 1  # a uniform grid steps from any of its points
+        else:
+            h = (self.t[1:] - self.t[:-1]).abs() if h is None else \
+                torch.as_tensor(h, dtype=torch.float64).reshape(-1)
+            if h.shape != (self.N,):
+                raise ValueError(f"h must hold the grid's {self.N} step sizes, got shape "
+                                 f"{tuple(h.shape)}")
+            self.dt, self.h = None, h
+            self._h_ok = bool(torch.isfinite(h).all() & (h > 0).all())
+            rows = self.N
+        self._rows = rows
+        self._tabulate = ode.g is not None and not ode.g_depends_on_u
+        self._tables: dict = {}
+        self._np_tables: dict = {}  # float64 CPU tables as (rows, n) numpy views
+        self._lapack = (self.dt is not None and isinstance(ode.op, TridiagonalOperator)
+                        and type(stepper) in (BackwardEuler, IMEXEuler)
+                        and not ode.g_depends_on_u)
+
+    def _table(self, u: torch.Tensor):
+        """The forcing term at every step for states like u, or None (too large)."""
+        key = (u.dtype, u.device)
+        tab = self._tables.get(key, _MISSING)
+        if tab is _MISSING:
+            tab = None
+            nbytes = self._rows * u[0].numel() * u.element_size()
+            if 0 < self._rows and nbytes <= _TABLE_BYTES:
+                like = u.new_zeros((self._rows, *u.shape[1:]))
+                t = self.t[: self._rows].to(u.device)
+                h = self.dt if self.h is None else self.h.to(u.device)
+                tab = self.stepper.forcing(self.ode, t, h, like).contiguous()
+                if tab.shape != like.shape:
+                    raise ValueError(f"the forcing term has shape {tuple(tab.shape)} for "
+                                     f"states of shape {tuple(like.shape)}")
+                if tab.dtype == torch.float64 and tab.device.type == "cpu":
+                    self._np_tables[u.dtype] = tab.detach().numpy().reshape(self._rows, -1)
+            self._tables[key] = tab
+        return tab
+
+    def step(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """One step from t_i to t_{i+1} for every state of the batch u (B, *state)."""
+        ode = self.ode
+        check_state(ode, u)
+        if not isinstance(i, torch.Tensor):
+            i = torch.as_tensor(i, device=self.t.device)
+        h = self.dt
+        if h is None:
+            h = self.h[i].to(u.device)
+            if not self._h_ok:
+                check_step_sizes(h)
+        tab = self._table(u) if self._tabulate else None
+        if self._lapack and u.dtype == torch.float64 and u.device.type == "cpu" \
+                and u.shape[0] > 0 and (ode.g is None or self._np_tables.get(u.dtype) is not None):
+            # the same arithmetic as the generic path below (rhs = u + forcing, then the
+            # tridiagonal LAPACK solve) on numpy views, without torch's per-operation overhead
+            B = u.shape[0]
+            x = u.detach().numpy().reshape(B, -1)
+            ode.op._check_n(x.shape[1])
+            if ode.g is not None:
+                x = x + self._np_tables[u.dtype][i.numpy()]
+            y = ode.op.solve_rows(x, h, overwrite=ode.g is not None)
+            return torch.from_numpy(y).reshape(u.shape)
+        t = self.t[i].to(u.device)
+        forcing = None if tab is None else tab[i.to(u.device)]
+        return self.stepper._step(ode, u, t, h, forcing)
+
+    def __repr__(self) -> str:
+        grid = f"dt={self.dt:g}" if self.dt is not None else "non-uniform"
+        return f"GridStepper({self.stepper.name!r}, N={self.N}, {grid})"

@@ -2,12 +2,15 @@
 exposed as an MGRIT propagator ``step(u, i, level)`` (see :mod:`mgritlab.mgrit.hierarchy`)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import weakref
 
 import torch
 
 from ..integrators import SemilinearODE, Stepper, get_stepper
+from ..integrators.steppers import GridStepper
 
 
 class Problem:
@@ -33,6 +36,23 @@ class Problem:
     @scheme.setter
     def scheme(self, name: str) -> None:
         self._stepper: Stepper = get_stepper(name)
+        # the scheme on each level's grid (GridStepper: step sizes, checks and the forcing
+        # table worked out once per level), dropped with the level
+        self._grids: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __getstate__(self) -> dict:  # the per-level cache is neither copied nor pickled
+        state = self.__dict__.copy()
+        state.pop("_grids", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._grids = weakref.WeakKeyDictionary()
+
+    def forget_grids(self) -> None:
+        """Drop the per-level step data :meth:`step` keeps (call after changing the problem's
+        data in place, e.g. a forcing)."""
+        self._grids = weakref.WeakKeyDictionary()
 
     @property
     def stepper(self) -> Stepper:
@@ -55,17 +75,30 @@ class Problem:
     # ---- the propagator protocol ------------------------------------------------------------
     def step(self, u: torch.Tensor, i: torch.Tensor, level) -> torch.Tensor:
         """One step of ``level``'s grid from t_i to t_{i+1} for a batch ``u`` (B, *state)."""
+        try:
+            grid = self._grids.get(level)
+        except TypeError:  # a level that cannot be referenced weakly: no cache
+            grid = None
+        if grid is None or grid.ode is not self.ode or grid.stepper is not self._stepper:
+            grid = self.on_level(level)
+        return grid.step(u, i)
+
+    def on_level(self, level) -> GridStepper:
+        """The scheme on ``level``'s grid (:class:`~mgritlab.integrators.GridStepper`), kept
+        while the level lives: what :meth:`step` uses."""
         if getattr(level, "direction", 1) != 1:
             raise ValueError(
                 f"{type(self).__name__}.step advances forward in time only, but the level has "
                 f"direction={level.direction}; build the hierarchy with direction=+1 (an adjoint "
                 f"needs its own backward propagator)")
-        i = torch.as_tensor(i, device=level.t.device)
-        t = level.t[i]
-        h = level.dt
-        if h is None:
-            h = level.h(i)
-        return self._stepper.step(self.ode, u, t, h)
+        dt = level.dt
+        h = None
+        if dt is None:
+            h = level.h(torch.arange(level.t.numel() - 1, device=level.t.device))
+        grid = self._stepper.on_grid(self.ode, level.t, dt=dt, h=h)
+        with contextlib.suppress(TypeError):  # a level that cannot be referenced weakly
+            self._grids[level] = grid
+        return grid
 
     def rhs(self, t, u: torch.Tensor) -> torch.Tensor:
         """f(t, u) = -L u + g(t, u) for a batch u (B, *state)."""
@@ -106,11 +139,12 @@ class Problem:
             raise ValueError("the grid must have at least two increasing time points")
         # a uniform grid steps with one float h, as an MGRIT level does (Level.dt)
         dt = float(d[0]) if torch.allclose(d, d[0], rtol=1e-12, atol=0.0) else None
+        grid = self._stepper.on_grid(self.ode, t, dt=dt, h=None if dt is not None else d)
         u = self.u0.new_zeros((t.numel(), *self.u0.shape))
         u[0] = self.u0
+        idx = torch.arange(t.numel())
         for k in range(t.numel() - 1):
-            h = dt if dt is not None else d[k : k + 1]
-            u[k + 1] = self._stepper.step(self.ode, u[k : k + 1], t[k : k + 1], h)[0]
+            u[k + 1] = grid.step(u[k : k + 1], idx[k : k + 1])[0]
         return u
 
     def __repr__(self) -> str:

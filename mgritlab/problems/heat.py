@@ -72,10 +72,20 @@ class Heat1D(Problem):
             def forcing(x_, t):
                 return -sx * (torch.sin(t) - aa * math.pi**2 * torch.cos(t))
 
-        self.forcing = forcing
+        self._forcing = forcing
         g = None if forcing is None else (lambda t, u: self.forcing(self.x, t[:, None]))
         self.ode = SemilinearODE(self.L, g, state_shape=(self.nx - 2,), g_depends_on_u=False)
         super().__init__(scheme)
+
+    @property
+    def forcing(self):
+        """b(x, t): a callable with x (n,), t (B, 1) → (B, n), or None."""
+        return self._forcing
+
+    @forcing.setter
+    def forcing(self, b) -> None:
+        self._forcing = b
+        self.forget_grids()  # step tabulates b per level
 
     @property
     def cfl_limit(self) -> float:
