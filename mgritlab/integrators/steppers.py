@@ -267,12 +267,16 @@ class GridStepper:
             # the same arithmetic as the generic path below (rhs = u + forcing, then the
             # tridiagonal LAPACK solve) on numpy views, without torch's per-operation overhead
             B = u.shape[0]
-            x = u.detach().numpy().reshape(B, -1)
+            x = (u.detach() if u.requires_grad else u).numpy()
+            if x.ndim != 2:
+                x = x.reshape(B, -1)
             ode.op._check_n(x.shape[1])
-            if ode.g is not None:
-                x = x + self._np_tables[u.dtype][i.numpy()]
-            y = ode.op.solve_rows(x, h, overwrite=ode.g is not None)
-            return torch.from_numpy(y).reshape(u.shape)
+            if ode.g is not None:  # the forcing rows (a fresh array) plus u, in place
+                rhs = self._np_tables[u.dtype][i.numpy()]
+                rhs += x
+                x = rhs
+            y = torch.from_numpy(ode.op.solve_rows(x, h, overwrite=ode.g is not None))
+            return y if u.dim() == 2 else y.reshape(u.shape)
         t = self.t[i].to(u.device)
         forcing = None if tab is None else tab[i.to(u.device)]
         return self.stepper._step(ode, u, t, h, forcing)
