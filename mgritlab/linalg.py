@@ -204,6 +204,9 @@ def batched_tridiagonal_solve(lower: torch.Tensor, main: torch.Tensor, upper: to
     return x
 
 
+_TRS: dict = {}  # "pttrf" / "gttrf" -> the matching LAPACK solve, imported on first use
+
+
 class TridiagonalFactor:
     """A LAPACK factorisation of a real tridiagonal matrix T, for ``T^{-1} x`` on columns.
 
@@ -215,13 +218,13 @@ class TridiagonalFactor:
 
     def __init__(self, lower: np.ndarray, main: np.ndarray, upper: np.ndarray, *,
                  symmetric: bool, require_spd: bool = False):
-        from scipy.linalg.lapack import dgttrf, dgttrs, dpttrf, dpttrs
+        from scipy.linalg.lapack import dgttrf, dpttrf
 
         self.n = main.shape[0]
         if symmetric:
             d, e, info = dpttrf(main, upper)
             if info == 0:
-                self.kind, self._f, self._trs = "pttrf", (d, e), dpttrs
+                self.kind, self._f = "pttrf", (d, e)
                 return
             if require_spd:
                 raise ValueError(f"the tridiagonal matrix is not positive definite (dpttrf "
@@ -231,11 +234,21 @@ class TridiagonalFactor:
         dl, d, du, du2, ipiv, info = dgttrf(lower, main, upper)
         if info != 0:
             raise ValueError(f"the tridiagonal matrix is singular (dgttrf info={info})")
-        self.kind, self._f, self._trs = "gttrf", (dl, d, du, du2, ipiv), dgttrs
+        self.kind, self._f = "gttrf", (dl, d, du, du2, ipiv)
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._f)
+
+    @property
+    def _trs(self):
+        """LAPACK's dpttrs or dgttrs (looked up, not stored: the factor stays picklable)."""
+        trs = _TRS.get(self.kind)
+        if trs is None:
+            from scipy.linalg import lapack
+
+            trs = _TRS[self.kind] = getattr(lapack, "d" + self.kind[:2] + "trs")
+        return trs
 
     def solve(self, x: np.ndarray) -> np.ndarray:
         """T^{-1} x for x of shape (n, k), real or complex (real and imaginary parts apart)."""
