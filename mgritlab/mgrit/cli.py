@@ -169,7 +169,11 @@ def run(args) -> int:
                        cycle=args.cycle, tol=args.tol, max_iter=args.max_iter,
                        nested=args.nested, coarse_propagator=coarse, partition=part)
     except ValueError as err:
-        return usage_error(err, show=rank == 0)
+        code = usage_error(err, show=rank == 0)
+        if part is not None:  # every rank fails here alike: let rank 0's message out before
+            sys.stderr.flush()  # a rank's exit status 2 aborts the job (__main__)
+            part.barrier()
+        return code
     if part is not None:
         part.barrier()
     wall = time.perf_counter()
