@@ -115,14 +115,7 @@ def check_step_sizes(h: torch.Tensor) -> None:
 
 def check_step_inputs(ode: SemilinearODE, u, t, h):
     """Validate a step's (u, t, h); returns t as (B,) float64 and h as a float or (B,) float64."""
-    if not isinstance(u, torch.Tensor):
-        raise TypeError(f"u must be a torch.Tensor of shape (B, *state), got {type(u).__name__}")
-    if u.dim() < 1:
-        raise ValueError("u must have a leading batch dimension: shape (B, *state)")
-    if ode.state_shape is not None and u.shape[1:] != ode.state_shape:
-        raise ValueError(f"u has shape {tuple(u.shape)} but the ODE's state has shape "
-                         f"{ode.state_shape}; pass u as (B, *state) = (B, "
-                         f"{', '.join(map(str, ode.state_shape))})")
+    check_state(ode, u)
     if not (isinstance(t, torch.Tensor) and t.dtype == torch.float64 and t.device == u.device):
         t = torch.as_tensor(t, dtype=torch.float64, device=u.device)
     if t.dim() == 0:
@@ -141,6 +134,4 @@ def check_step_inputs(ode: SemilinearODE, u, t, h):
         check_step_sizes(h)
     else:
         raise TypeError(f"h must be a python float or a (B,) tensor, got {type(h).__name__}")
-    if u.is_complex() and ode.op.uses_cg:
-        raise ValueError("complex states are not supported with CG; pass L as a matrix")
     return u, t, h
