@@ -1,14 +1,26 @@
 """Lesson tooling: run the lesson notebooks, make student copies, strip outputs.
 
 The conventions every lesson in ``lessons/`` follows (file names, the quick-mode switch,
-``solution``/``check`` tags, stripped outputs) are written down in CONTRIBUTING.md
-("Lessons"); ``tests/test_lessons.py`` checks them. This module holds the constants they
-rely on (:data:`QUICK_ENV`, :data:`SOLUTION_TAG`, :data:`CHECK_TAG`,
-:data:`STUDENT_PLACEHOLDER`) and the tools.
+``solution``/``mutant``/``check``/``instructor`` tags, stripped outputs) are written down in
+CONTRIBUTING.md ("Lessons"); ``tests/test_lessons.py`` checks them. This module holds the
+constants they rely on (:data:`QUICK_ENV`, :data:`SOLUTION_TAG`, :data:`MUTANT_TAG`,
+:data:`CHECK_TAG`, :data:`INSTRUCTOR_TAG`, :data:`STUDENT_PLACEHOLDER`) and the tools.
+
+Mutation testing of exercise checks
+-----------------------------------
+A check must fail on wrong answers, not only pass on the right one. Between an exercise's
+``solution`` cell and its ``check`` cell sit one or more cells tagged ``mutant``, each a
+plausible wrong answer (``wmass = np.zeros(51)``) that *rebinds* the answer's names (never
+changes an object in place). A normal run leaves them out. ``run --mutants`` (the CI lesson
+test) replaces each by a cell that, in the live kernel, snapshots the namespace, runs the
+mutant, runs the check and requires it to raise ``AssertionError``, then restores the
+namespace (:func:`expect_check_to_fail`); the real check then runs on the real answer.
+Student copies drop ``mutant`` and ``instructor`` cells (nbconvert's TagRemovePreprocessor)
+and replace each ``solution`` cell's source by a placeholder.
 
 Command line (``python -m mgritlab lessons …``)
 -----------------------------------------------
-    run [--quick] [--resume] [--out DIR] [--timeout S] [names...]
+    run [--quick] [--resume] [--mutants] [--out DIR] [--timeout S] [names...]
                                                          execute (all, or those matching names)
     student --out DIR                                    solution-free copies
     strip [paths...]                                     remove outputs in place
@@ -32,14 +44,17 @@ from pathlib import Path
 
 SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
+MUTANT_TAG = "mutant"
+INSTRUCTOR_TAG = "instructor"
 STUDENT_PLACEHOLDER = "# Your solution here"
 QUICK_ENV = "MGRITLAB_QUICK"
 KERNEL_NAME = "python3"
 
 __all__ = [
-    "SOLUTION_TAG", "CHECK_TAG", "STUDENT_PLACEHOLDER", "QUICK_ENV", "LessonError",
-    "lessons_dir", "find_lessons", "run_lessons", "make_student_copy", "strip_outputs",
-    "has_outputs", "register",
+    "SOLUTION_TAG", "CHECK_TAG", "MUTANT_TAG", "INSTRUCTOR_TAG", "STUDENT_PLACEHOLDER",
+    "QUICK_ENV", "LessonError", "MutantSurvived", "lessons_dir", "find_lessons", "run_lessons",
+    "make_student_copy", "strip_outputs", "has_outputs", "expect_check_to_fail",
+    "with_mutants", "without_mutants", "register",
 ]
 
 
@@ -51,6 +66,10 @@ class LessonError(RuntimeError):
         lines = [f"{len(failures)} lesson(s) failed:"]
         lines += [f"  {name}: {err}" for name, err in failures.items()]
         super().__init__("\n".join(lines))
+
+
+class MutantSurvived(AssertionError):
+    """An exercise check passed a wrong answer (a ``mutant`` cell)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,6 +104,87 @@ def find_lessons(names: Sequence[str] | None = None, directory: Path | str | Non
                 f"{', '.join(q.stem for q in all_nb) or '(none)'}")
         chosen += [h for h in hits if h not in chosen]
     return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# Mutation testing of the exercise checks
+# --------------------------------------------------------------------------------------------
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _label(source: str) -> str:
+    first = source.strip().splitlines()[0] if source.strip() else ""
+    return first.lstrip("# ").strip() if first.startswith("#") else first[:60]
+
+
+def expect_check_to_fail(namespace: dict, mutant: str, check: str, label: str = "") -> str:
+    """Run ``mutant`` then ``check`` in ``namespace``; the check must raise AssertionError.
+
+    The namespace is restored afterwards (names the mutant rebinds get their old objects
+    back, names it adds are removed), so the lesson goes on with the real answer. Raises
+    :class:`MutantSurvived` when the check passes, and re-raises any other exception of the
+    check (a check should fail with a message, not a TypeError). Returns the check's message.
+    """
+    saved = dict(namespace)
+    try:
+        exec(compile(mutant, "<mutant>", "exec"), namespace)
+        try:
+            exec(compile(check, "<check>", "exec"), namespace)
+        except AssertionError as err:
+            return str(err)
+        raise MutantSurvived(
+            f"the check passed a wrong answer ({label or _label(mutant)}): make it compare "
+            "with an independent recomputation")
+    finally:
+        for key in set(namespace) - set(saved):
+            del namespace[key]
+        namespace.update(saved)
+
+
+def _next_check(cells, start: int):
+    for cell in cells[start + 1:]:
+        if cell.cell_type == "code" and CHECK_TAG in _tags(cell):
+            return cell
+    return None
+
+
+def with_mutants(nb):
+    """A copy of ``nb`` with each ``mutant`` cell turned into a run of the next check on it.
+
+    Raises ValueError if a mutant has no check after it.
+    """
+    import copy
+
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and MUTANT_TAG in _tags(cell):
+            check = _next_check(nb.cells, i)
+            if check is None:
+                raise ValueError(f"cell {i}: a 'mutant' cell needs a 'check' cell after it")
+            label = _label(cell.source)
+            cells.append(nbformat.v4.new_code_cell(
+                "from mgritlab.notebooks import expect_check_to_fail as _expect_check_to_fail\n"
+                f"_why = _expect_check_to_fail(globals(), {cell.source!r}, {check.source!r}, "
+                f"{label!r})\n"
+                f"print('wrong answer rejected ({label}):', _why)",
+                metadata={"tags": [MUTANT_TAG]}))
+        else:
+            cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def without_mutants(nb):
+    """A copy of ``nb`` without its ``mutant`` cells (what a normal run executes)."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if MUTANT_TAG not in _tags(c)]
+    return nb
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,12 +262,14 @@ def _extract_figures(nb, fig_dir: Path) -> list[Path]:
 def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str = "build/lessons",
                 quick: bool = False, timeout: int = 600, *, kernel_name: str = KERNEL_NAME,
                 raise_on_error: bool = True, progress: bool = True,
-                resume: bool = False) -> list[dict]:
+                resume: bool = False, mutants: bool = False) -> list[dict]:
     """Execute lesson notebooks (all of ``lessons/`` when ``paths`` is None).
 
     ``summary.json`` is rewritten after every lesson, so an interrupted run keeps what it did;
     with ``resume`` a lesson is skipped when the summary says it already ran successfully in
     the same mode from the same source (SHA-256 of the notebook) and its output is there.
+    With ``mutants`` every ``mutant`` cell is run against its check (:func:`with_mutants`);
+    otherwise mutant cells are left out.
 
     Each lesson runs in a fresh ``python3`` kernel on this interpreter with cwd = its folder,
     ``MGRITLAB_QUICK=1`` if ``quick``, and ``timeout`` seconds per cell. Writes the executed
@@ -199,17 +301,19 @@ def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str =
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         old = done.get(name)
         if (old and old.get("ok") and old.get("quick") == bool(quick)
+                and old.get("mutants", False) == bool(mutants)
                 and old.get("source_sha256") == digest and (out_dir / f"{name}.ipynb").exists()):
             rows.append(old)
             if progress:
                 bar.write(f"{name}: done earlier, skipped (resume)")
             continue
         row = {"lesson": name, "seconds": 0.0, "ok": False, "error": None, "figures": 0,
-               "quick": bool(quick), "source_sha256": digest}
+               "quick": bool(quick), "mutants": bool(mutants), "source_sha256": digest}
         t0 = time.perf_counter()
         nb = None
         try:
             nb = nbformat.read(path, as_version=4)
+            nb = with_mutants(nb) if mutants else without_mutants(nb)
             km = _kernel_manager(kernel_name)
             client = NotebookClient(
                 nb, km=km, kernel_name=kernel_name, timeout=timeout,
@@ -252,10 +356,6 @@ def run_lessons(paths: Iterable[Path | str] | None = None, out_dir: Path | str =
 # --------------------------------------------------------------------------------------------
 # Student copies and output stripping
 # --------------------------------------------------------------------------------------------
-def _tags(cell) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []))
-
-
 def _strip_nb(nb) -> bool:
     changed = False
     for cell in nb.cells:
@@ -296,19 +396,23 @@ def strip_outputs(paths: Iterable[Path | str] | None = None) -> list[Path]:
 
 def make_student_copy(src_dir: Path | str | None = None, out_dir: Path | str = "build/student"
                       ) -> list[Path]:
-    """Copy every lesson with each ``solution`` cell's source replaced by a placeholder.
+    """Copy every lesson for students: no solutions, no wrong answers, no model answers.
 
-    Check cells are kept (students run them to test their answers); outputs are stripped.
-    Returns the written paths.
+    Each ``solution`` cell's source is replaced by a placeholder; ``mutant`` and
+    ``instructor`` cells are removed (nbconvert's TagRemovePreprocessor); check cells are kept
+    (students run them to test their answers); outputs are stripped. Returns the written paths.
     """
     import nbformat
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    remove = TagRemovePreprocessor(remove_cell_tags={MUTANT_TAG, INSTRUCTOR_TAG})
 
     src_dir = Path(src_dir) if src_dir is not None else lessons_dir()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in find_lessons(directory=src_dir):
-        nb = nbformat.read(path, as_version=4)
+        nb, _ = remove.preprocess(nbformat.read(path, as_version=4), {})
         for cell in nb.cells:
             if cell.cell_type == "code" and SOLUTION_TAG in _tags(cell):
                 cell.source = STUDENT_PLACEHOLDER
@@ -333,7 +437,7 @@ def _cmd_run(args) -> int:
         return 1
     try:
         rows = run_lessons(paths, args.out, quick=args.quick, timeout=args.timeout,
-                           resume=args.resume)
+                           resume=args.resume, mutants=args.mutants)
     except LessonError as err:
         print(str(err), file=sys.stderr)
         print(f"executed notebooks and summary.json are in {args.out}", file=sys.stderr)
@@ -373,6 +477,9 @@ def register(subparsers) -> None:
     r.add_argument("--timeout", type=int, default=600, help="seconds per cell (600)")
     r.add_argument("--resume", action="store_true",
                    help="skip lessons that already ran successfully (same source and mode)")
+    r.add_argument("--mutants", action="store_true",
+                   help="also run every exercise check on its 'mutant' wrong answers, which "
+                        "it must reject")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("student", help="copies of the lessons without solutions")

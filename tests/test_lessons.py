@@ -1,4 +1,6 @@
-"""Lessons: every notebook runs (quick mode), none is committed with outputs, student copies."""
+"""Lessons: every notebook runs (quick mode) with every exercise check rejecting its wrong
+answers, none is committed with outputs, student copies hold no answers."""
+import ast
 import subprocess
 from pathlib import Path
 
@@ -7,8 +9,12 @@ import pytest
 
 from mgritlab.notebooks import (
     CHECK_TAG,
+    INSTRUCTOR_TAG,
+    MUTANT_TAG,
     SOLUTION_TAG,
     STUDENT_PLACEHOLDER,
+    MutantSurvived,
+    expect_check_to_fail,
     has_outputs,
     make_student_copy,
     run_lessons,
@@ -27,7 +33,7 @@ def _tags(cell):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_quick(path, tmp_path):
-    rows = run_lessons([path], tmp_path, quick=True, timeout=600, progress=False)
+    rows = run_lessons([path], tmp_path, quick=True, timeout=600, progress=False, mutants=True)
     assert rows[0]["ok"], rows[0]["error"]
     assert (tmp_path / f"{path.stem}.ipynb").exists()
     assert (tmp_path / f"{path.stem}.html").exists()
@@ -44,11 +50,46 @@ def test_lesson_conventions(path):
     assert "What you will learn" in nb.cells[0].source
     n_sol = sum(SOLUTION_TAG in _tags(c) for c in code)
     assert n_sol >= 2, "a lesson ends with 2-3 exercises with tagged solutions"
-    for i, c in enumerate(code):
-        if SOLUTION_TAG in _tags(c):
-            assert i + 1 < len(code) and CHECK_TAG in _tags(code[i + 1]), \
-                "each solution cell is followed by a check cell"
-            assert "assert" in code[i + 1].source
+    # exercise blocks: solution, one or more mutants (wrong answers), then the check
+    block: list[str] = []
+    for c in code:
+        tags = _tags(c)
+        if CHECK_TAG in tags:
+            assert block[:1] == [SOLUTION_TAG] and MUTANT_TAG in block, (
+                f"{path.name}: the check {_first_line(c)!r} must follow a solution cell and at "
+                "least one 'mutant' cell (a plausible wrong answer it must reject)")
+            _check_reveals_nothing(path, c)
+            block = []
+        elif SOLUTION_TAG in tags:
+            assert not block, f"{path.name}: solution {_first_line(c)!r} has no check after it"
+            block = [SOLUTION_TAG]
+        elif MUTANT_TAG in tags:
+            assert block, f"{path.name}: mutant {_first_line(c)!r} is not after a solution"
+            block.append(MUTANT_TAG)
+    assert not block, f"{path.name}: the last solution has no check after it"
+    for c in nb.cells:
+        if INSTRUCTOR_TAG in _tags(c):
+            assert c.cell_type == "markdown", "instructor (model-answer) cells are markdown"
+
+
+def _first_line(cell):
+    return cell.source.strip().splitlines()[0] if cell.source.strip() else "(empty)"
+
+
+def _check_reveals_nothing(path, cell):
+    """A check prints only fixed text and displays no value: the student copy keeps checks."""
+    tree = ast.parse(cell.source)
+    assert any(isinstance(n, ast.Assert) for n in ast.walk(tree)) or "assert_" in cell.source, \
+        f"{path.name}: check {_first_line(cell)!r} asserts nothing"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+            assert all(isinstance(a, ast.Constant) for a in node.args), (
+                f"{path.name}: check {_first_line(cell)!r} prints a computed value; print "
+                "fixed text only (the student copy keeps checks)")
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        assert isinstance(tree.body[-1].value, ast.Call), (
+            f"{path.name}: check {_first_line(cell)!r} ends in an expression, which Jupyter "
+            "displays")
 
 
 def test_committed_notebooks_have_no_outputs():
@@ -59,11 +100,15 @@ def test_committed_notebooks_have_no_outputs():
         assert not has_outputs(nb), f"{name} was committed with outputs or execution counts"
 
 
-def _toy_notebook(path):
+def _toy_notebook(path, check="assert y == 2"):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1"),
                 nbformat.v4.new_code_cell("y = 2 * x", metadata={"tags": [SOLUTION_TAG]}),
-                nbformat.v4.new_code_cell("assert y == 2", metadata={"tags": [CHECK_TAG]})]
+                nbformat.v4.new_code_cell("# y doubled twice\ny = 4 * x",
+                                          metadata={"tags": [MUTANT_TAG]}),
+                nbformat.v4.new_markdown_cell("Model answer: because.",
+                                              metadata={"tags": [INSTRUCTOR_TAG]}),
+                nbformat.v4.new_code_cell(check, metadata={"tags": [CHECK_TAG]})]
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="hi\n")]
     nb.cells[0].execution_count = 3
     nbformat.write(nb, path)
@@ -75,14 +120,54 @@ def test_make_student_copy_removes_solutions(tmp_path):
     _toy_notebook(src / "01_toy.ipynb")
     (written,) = make_student_copy(src, tmp_path / "student")
     nb = nbformat.read(written, as_version=4)
-    assert nb.cells[1].source == STUDENT_PLACEHOLDER
-    assert nb.cells[2].source == "assert y == 2"  # checks are kept
-    assert nb.cells[0].source == "x = 1" and not has_outputs(nb)
-    # and on the real lessons: no solution survives
+    assert [c.source for c in nb.cells] == ["x = 1", STUDENT_PLACEHOLDER, "assert y == 2"]
+    assert not has_outputs(nb)  # mutant and model answer gone, the check kept
+    # and on the real lessons: no solution, wrong answer or model answer survives
     for path in make_student_copy(ROOT / "lessons", tmp_path / "student_all"):
         for c in nbformat.read(path, as_version=4).cells:
+            assert not {MUTANT_TAG, INSTRUCTOR_TAG} & set(_tags(c))
             if SOLUTION_TAG in _tags(c):
                 assert c.source == STUDENT_PLACEHOLDER
+
+
+def test_expect_check_to_fail_restores_the_namespace():
+    ns = {"y": 2, "x": 1}
+    why = expect_check_to_fail(ns, "y = 5\nz = 0", "assert y == 2, 'y should be twice x'")
+    assert why == "y should be twice x"
+    assert ns == {"y": 2, "x": 1}  # rebinding undone, new name removed
+    with pytest.raises(MutantSurvived, match="passed a wrong answer"):
+        expect_check_to_fail(ns, "y = 2.0", "assert y == 2")
+    assert ns == {"y": 2, "x": 1}
+    with pytest.raises(TypeError):  # a check must fail by assertion, with a message
+        expect_check_to_fail(ns, "y = None", "assert y + 1 == 3")
+
+
+def test_with_mutants_needs_a_check_after_each_mutant():
+    from mgritlab.notebooks import with_mutants, without_mutants
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("y = 1", metadata={"tags": [MUTANT_TAG]})]
+    with pytest.raises(ValueError, match="needs a 'check' cell after it"):
+        with_mutants(nb)
+    assert without_mutants(nb).cells == []
+
+
+@pytest.mark.notebook
+def test_a_check_that_passes_a_wrong_answer_fails_the_run(tmp_path):
+    from mgritlab.notebooks import LessonError
+
+    good, weak = tmp_path / "01_good.ipynb", tmp_path / "02_weak.ipynb"
+    _toy_notebook(good)
+    _toy_notebook(weak, check="assert y > 0")  # passes the mutant 4 * x too
+    rows = run_lessons([good], tmp_path / "out", quick=True, timeout=120, progress=False,
+                       mutants=True)
+    assert rows[0]["ok"] and rows[0]["mutants"]
+    with pytest.raises(LessonError, match=r"02_weak.*MutantSurvived.*y doubled twice"):
+        run_lessons([weak], tmp_path / "out", quick=True, timeout=120, progress=False,
+                    mutants=True)
+    # a normal run leaves the mutants out
+    assert run_lessons([weak], tmp_path / "out2", quick=True, timeout=120,
+                       progress=False)[0]["ok"]
 
 
 def test_strip_outputs(tmp_path):
