@@ -100,7 +100,9 @@ def stable_step(lam, scheme: str = "forward_euler", alpha: float = 0.0) -> float
     forward Euler: h ≤ −2 Re λ / |λ|², i.e. h ≤ −2/λ for real λ < 0 (thesis eqs. 2.5–2.16);
     backward Euler: every h (returns inf: A-stable);
     IMEX Euler with shift α: h (|λ|² + 2α Re λ) ≤ −2 Re λ, i.e. h ≤ −2/(λ + 2α) for real λ,
-    and every h once |λ|² + 2α Re λ ≤ 0 (equivalent to eq. 4.10).
+    and every h once |λ|² + 2α Re λ ≤ 0 (equivalent to eq. 4.10). At the boundary
+    α = |λ|²/(−2 Re λ) that sum is 0 up to rounding; within 64 ulps of |λ|² it counts as 0 and
+    the step is unlimited (inf), not 2/ε ≈ 4.5e15.
     """
     lam = _check_lams(lam)
     lam = lam[lam != 0]
@@ -116,8 +118,8 @@ def stable_step(lam, scheme: str = "forward_euler", alpha: float = 0.0) -> float
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     x, m2 = lam.real, np.abs(lam) ** 2
     denom = m2 + 2 * alpha * x
-    with np.errstate(divide="ignore"):
-        hmax = np.where(denom > 0, -2 * x / np.where(denom > 0, denom, 1.0), np.inf)
+    limited = denom > 64 * np.finfo(float).eps * m2
+    hmax = np.where(limited, -2 * x / np.where(limited, denom, 1.0), np.inf)
     return float(hmax.min())
 
 

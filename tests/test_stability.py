@@ -73,6 +73,21 @@ def test_stable_step():
         stable_step(0.5, "forward_euler")
 
 
+def test_stable_step_is_unlimited_at_the_alpha_boundary():
+    """At α = |λ|²/(−2 Re λ) IMEX Euler is stable for every h: inf, not 2/ε from rounding
+    (lesson 08 printed 4503599627370496.000 there)."""
+    rng = np.random.default_rng(0)
+    lam = -rng.uniform(0.01, 10, 200) + 1j * rng.uniform(-10, 10, 200)
+    for lam_k in lam:
+        alpha = abs(lam_k) ** 2 / (-2 * lam_k.real)
+        assert stable_step(lam_k, "imex_euler", alpha=alpha) == float("inf")
+        # just below the boundary the step is finite and |R| = 1 there (independent check)
+        a = alpha * (1 - 1e-6)
+        h = stable_step(lam_k, "imex_euler", alpha=a)
+        assert np.isfinite(h) and abs(R_imex(h * lam_k, h * a)) == pytest.approx(1.0)
+    assert stable_step([-1.0, -4.0], "imex_euler", alpha=0.5) == pytest.approx(2 / (4 - 1))
+
+
 def test_min_alpha():
     lam = np.array([-1 + 5j, -0.2 + 1j, -10.0, 0.0])
     h = 0.5
