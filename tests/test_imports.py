@@ -16,6 +16,8 @@ LAYERS = {
     # mpiexec and ipyparallel launching: imports nothing of mgritlab, so the graph command
     # line and the timing sweeps below the top may start ranks with it
     "cluster": 0,
+    # where the kept results are (lessons and experiments find them the same way)
+    "results": 0,
     "problems": 1,
     "mgrit": 2,
     "nn": 3,
