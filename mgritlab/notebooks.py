@@ -170,7 +170,7 @@ def with_mutants(nb):
                 "from mgritlab.notebooks import expect_check_to_fail as _expect_check_to_fail\n"
                 f"_why = _expect_check_to_fail(globals(), {cell.source!r}, {check.source!r}, "
                 f"{label!r})\n"
-                f"print('wrong answer rejected ({label}):', _why)",
+                f"print({'wrong answer rejected (' + label + '):'!r}, _why)",
                 metadata={"tags": [MUTANT_TAG]}))
         else:
             cells.append(cell)

@@ -104,7 +104,7 @@ def _toy_notebook(path, check="assert y == 2"):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1"),
                 nbformat.v4.new_code_cell("y = 2 * x", metadata={"tags": [SOLUTION_TAG]}),
-                nbformat.v4.new_code_cell("# y doubled twice\ny = 4 * x",
+                nbformat.v4.new_code_cell("# y doubled twice (x's double, twice)\ny = 4 * x",
                                           metadata={"tags": [MUTANT_TAG]}),
                 nbformat.v4.new_markdown_cell("Model answer: because.",
                                               metadata={"tags": [INSTRUCTOR_TAG]}),
