@@ -48,6 +48,12 @@ def test_lesson_conventions(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert 'QUICK = os.environ.get("MGRITLAB_QUICK", "0") == "1"' in code[0].source
     assert "What you will learn" in nb.cells[0].source
+    for needed in ("Prerequisites", "Study time"):
+        assert needed in nb.cells[0].source, f"{path.name}: say the {needed.lower()} at the top"
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown", f"{path.name}: end with a Summary/What next cell"
+    for heading in ("## Summary", "## What next", "## References"):
+        assert heading in last.source, f"{path.name}: the closing cell needs {heading!r}"
     n_sol = sum(SOLUTION_TAG in _tags(c) for c in code)
     assert n_sol >= 2, "a lesson ends with 2-3 exercises with tagged solutions"
     # exercise blocks: solution, one or more mutants (wrong answers), then the check
