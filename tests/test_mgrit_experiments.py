@@ -58,6 +58,11 @@ def test_best_alpha_selects_by_validation_not_test():
                 "test_acc_at_best_val": test, "serial_test_acc_at_best_val": test,
                 "diverged": None, "finished": True, "best_epoch": 3}
     assert mx.best_alpha([rec(1.0, 0.80, 0.70), rec(2.5, 0.78, 0.90)]) == {(2, 2): 1.0}
+    # an unstable run (MGRIT's residual grew, training went on) is no candidate by default
+    unstable = {**rec(1.0, 0.80, 0.70), "mgrit_warning": "the forward solve did not converge"}
+    assert mx.best_alpha([unstable, rec(2.5, 0.78, 0.90)]) == {(2, 2): 2.5}
+    assert mx.best_alpha([unstable, rec(2.5, 0.78, 0.90)], allow_unstable=True) == {(2, 2): 1.0}
+    assert mx.best_alpha([unstable]) == {}
 
 
 def test_coarse_only_runs_put_alpha_on_the_coarse_levels_only(cora, tmp_path):

@@ -304,13 +304,20 @@ def aggregate(records: list[dict]) -> list[dict]:
     return rows
 
 
-def best_alpha(records: list[dict]) -> dict:
+def best_alpha(records: list[dict], *, allow_unstable: bool = False) -> dict:
     """{(levels, cf): α} with the highest mean validation accuracy at its best epoch (the
     honest choice: test accuracy does not select), among configurations none of whose runs
-    diverged."""
+    diverged and — unless ``allow_unstable`` — none of whose runs was unstable (an MGRIT
+    residual grew and training went on, ``on_divergence='warn'``).
+
+    Unstable runs are left out because an α at which a coarse level amplifies is no setting to
+    recommend, even where one seed's accuracy happens to be high (seed 0 of 2 levels, cf 4,
+    α = 1 in ``results/pdegcn_mgrit``); a hierarchy with no stable α is then absent. The
+    thesis does not say how it treated such runs; ``allow_unstable=True`` selects among them.
+    """
     best: dict[tuple, tuple] = {}
     for row in aggregate([r for r in records if r["experiment"] == "alpha"]):
-        if row["diverged"]:
+        if row["diverged"] or (row["warned"] and not allow_unstable):
             continue
         key = (row["levels"], row["cf"])
         if key not in best or row["val_mean"] > best[key][1]:
