@@ -16,8 +16,8 @@ Anything random in a layer (dropout) is *frozen*: :meth:`LayerStack.draw_frozen`
 object per forward/backward pair (e.g. a :class:`~mgritlab.nn.frozen.FrozenDropout`), which
 every evaluation of Φ receives; ``LayerParallel`` treats it as opaque.
 
-Forward Euler on an ODE whose time is depth (thesis §3.2, eq. 3.7) is one implementation,
-:class:`ODEBlock`:
+Forward Euler on an ODE whose time is depth (thesis §3.2: the ODE eq. 3.8, the ResNet rule
+eq. 3.6) is one implementation, :class:`ODEBlock`:
 
     x_{k+1} = Φ_k(x_k) = x_k + h f(x_k, θ_k),     k = 0, ..., N-1,   h = T / N;
 
@@ -223,7 +223,8 @@ class LayerStack(nn.Module):
 
 
 class ODEBlock(LayerStack):
-    """N residual layers x_{k+1} = x_k + h f(x_k, θ_k) (forward Euler, thesis eq. 3.7).
+    """N residual layers x_{k+1} = x_k + h f(x_k, θ_k): forward Euler on the ODE of thesis
+    eq. 3.8 (the ResNet rule eq. 3.6 with a step h).
 
     Subclasses implement :meth:`f` for a *batch of layers*: ``x`` is (B, batch, width) and
     every entry of ``theta`` has a leading dimension B (layer k_b's parameters in row b);
@@ -232,7 +233,7 @@ class ODEBlock(LayerStack):
 
     def f(self, x: torch.Tensor, theta: dict[str, torch.Tensor],
           frozen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """The right-hand side f(x, θ) for a batch of layers (thesis eq. 3.7)."""
+        """The right-hand side f(x, θ) for a batch of layers (thesis eqs. 3.6, 3.8)."""
         raise NotImplementedError
 
     def frozen_for(self, frozen, k: torch.Tensor, x: torch.Tensor):
@@ -248,7 +249,7 @@ class ODEBlock(LayerStack):
 
 
 class DenseBlock(ODEBlock):
-    """f(x, θ_k) = σ(W_k x + b_k) (⊙ a frozen dropout mask), θ_k = (W_k, b_k) (thesis eq. 3.7).
+    """f(x, θ_k) = σ(W_k x + b_k) (⊙ a frozen dropout mask), θ_k = (W_k, b_k) (thesis eq. 3.6).
 
     ``weight`` is (N, w, w), ``bias`` (N, w); the initial weights are N(0, scale²/w).
     With ``dropout`` p > 0 and the block in training mode, :meth:`draw_frozen` draws one mask

@@ -1,8 +1,10 @@
 """An ODE-net classifier: opening layer → N residual steps → closing layer.
 
-    x_0     = σ(K_in y + b_in)                          opening   (thesis eq. 3.6)
-    x_{k+1} = x_k + h σ(W_k x_k + b_k),  k < N          residual  (thesis eq. 3.7)
-    z       = K_out x_N + b_out,   J = CE(z, c)         closing   (thesis eq. 3.8)
+    x_0     = σ(K_in y + b_in)                      opening  (thesis eq. 3.7, here nonlinear)
+    x_{k+1} = x_k + h σ(W_k x_k + b_k),  k < N      residual (thesis eq. 3.6 with step h)
+    z       = K_out x_N + b_out,   J = CE(z, c)     closing  (the loss of thesis eq. 3.12)
+
+(the residual steps are forward Euler on the ODE of thesis eq. 3.8).
 
 The residual steps run layer-parallel (:class:`~mgritlab.nn.layer_parallel.LayerParallel`) or
 serially; the opening and closing layers are ordinary PyTorch layers, differentiated by
