@@ -6,13 +6,18 @@ the two directions of an edge add up to K_lᵀK_l (Gf)_ij (ReLU(a) − ReLU(−a
 dropout the layer is exactly linear, f' = −½ GᵀG f K_lᵀK_l, and the explicit layer (α = 0) is
 stable for h < 4/κ_max (κ the eigenvalues of K_lᵀK_l, ≈ 1 at initialisation); dropout on Gf
 breaks the pairing during training (worst case h < 1.6/κ_max). The IMEX factor
-M = (I + hA)^{-1} (eqs. 4.17–4.23) damps the large steps. :func:`stability_sweep` trains
+M = (I + hA)^{-1} (eqs. 4.16–4.23) damps the large steps. :func:`stability_sweep` trains
 every (depth, IMEX variant, α, seed) and returns tidy records (one dict per run);
 :func:`plot_curves` draws the validation/test accuracy curves per configuration.
+
+The kept sweep (``results/pdegcn/stability``, :data:`KEPT_SWEEP`) is what the command line
+runs without ``--quick``; its 64-layer explicit runs are the kept reference-settings runs
+(:func:`reference_records`), cut to the sweep's epoch budget, not trained again.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +25,21 @@ import numpy as np
 DEPTHS = ((64, 1), (16, 4), (4, 16))  # (L, h / h₆₄)
 ALPHAS = (0.0, 1.0, 10.0)
 VARIANTS = ("shared", "channel", "diffusion")
+
+#: The kept full sweep: blocks of (depths, alphas, variants), seeds 0–2, 100 epochs. Sized to
+#: about two hours of one core on the 2-core CI machine (measured per-epoch costs with one
+#: thread: 64 layers ≈ 2 s, 16 layers ≈ 1.3 s, 'diffusion' 6–20 s from its CG solves):
+#: 'shared' α ∈ {0, 1, 10} at every depth (figs. 5.1–5.5; α = 0 at 64 layers is the kept
+#: reference), and the variants 'channel' (learnable α, starting at 1) and 'diffusion' (k² = 1)
+#: only where the steps are large, 'diffusion' only at 4 layers (its CG makes it the dearest).
+KEPT_SWEEP = (
+    (DEPTHS, ALPHAS, ("shared",)),
+    (DEPTHS[1:], (1.0,), ("channel",)),
+    (DEPTHS[2:], (1.0,), ("diffusion",)),
+)
+KEPT_SEEDS = (0, 1, 2)
+KEPT_EPOCHS = 100
+REFERENCE = "tuning/reference_settings"  # under results/pdegcn: 64 layers, α = 0, seeds 0–4
 
 
 def stability_configs(dataset: str = "Cora", *, h64: float = 0.8, depths=DEPTHS,
@@ -42,46 +62,145 @@ def stability_configs(dataset: str = "Cora", *, h64: float = 0.8, depths=DEPTHS,
     return out
 
 
+def _record(cfg, r: dict, source: str = "sweep") -> dict:
+    c = r["curves"]
+    return {
+        "dataset": cfg.dataset, "layers": cfg.layers, "h": cfg.h,
+        "T": cfg.layers * cfg.h, "imex": cfg.imex, "alpha": cfg.alpha, "seed": int(cfg.seed),
+        "best_val_acc": r["best_val_acc"], "test_acc_at_best_val": r["test_acc_at_best_val"],
+        "best_epoch": r["best_epoch"], "final_train_loss": c["train_loss"][-1],
+        "diverged": not bool(np.isfinite(c["train_loss"]).all()),
+        "seconds_per_epoch": r["seconds_per_epoch"],
+        "val_acc": c["val_acc"], "test_acc": c["test_acc"], "train_loss": c["train_loss"],
+        "source": source,
+    }
+
+
+def truncate(r: dict, epochs: int) -> dict:
+    """A finished run as if it had stopped after ``epochs`` epochs: curves cut, the model
+    selection (test accuracy at the best validation accuracy, ties: lower validation loss)
+    redone on the first ``epochs`` epochs."""
+    from ..nn.runner import no_best, update_best
+
+    c = r["curves"]
+    if len(c["val_acc"]) < epochs:
+        raise ValueError(f"the run has {len(c['val_acc'])} epochs, fewer than {epochs}")
+    best = no_best()
+    for e in range(epochs):
+        best = update_best(best, e, {"val_acc": c["val_acc"][e], "val_loss": c["val_loss"][e],
+                                     "test_acc": c["test_acc"][e]})
+    out = dict(r, curves={k: v[:epochs] for k, v in c.items()}, epochs_run=epochs,
+               best_epoch=best["epoch"], best_val_acc=best["val_acc"],
+               test_acc_at_best_val=best["test_acc"])
+    out["config"] = dict(r["config"], epochs=epochs)
+    return out
+
+
+def reference_records(epochs: int = KEPT_EPOCHS, seeds=KEPT_SEEDS, *, h64: float = 0.8,
+                      folder=None) -> list[dict]:
+    """The sweep's 64-layer explicit runs from the kept reference-settings runs, cut to
+    ``epochs`` (:func:`truncate`); [] if they are not kept here. Raises ValueError if a kept
+    run's configuration is not the sweep's (so the reference cannot silently drift)."""
+    from ..results import results_dir
+    from .train import _normalized
+
+    if folder is None:
+        root = results_dir("pdegcn")
+        folder = None if root is None else root / REFERENCE
+    if folder is None or not Path(folder).is_dir():
+        return []
+    (cfg,) = stability_configs("Cora", h64=h64, depths=DEPTHS[:1], alphas=(0.0,),
+                               epochs=epochs)
+    out = []
+    for s in seeds:
+        path = Path(folder) / f"{replace(cfg, seed=int(s)).name}_seed{int(s)}.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        mine = replace(cfg, seed=int(s))
+        if not r.get("finished") or (_normalized({**r["config"], "epochs": epochs})
+                                     != _normalized(asdict(mine))):
+            raise ValueError(f"{path} is not the sweep's 64-layer explicit run (seed {s})")
+        out.append(_record(mine, truncate(r, epochs), source=f"results/pdegcn/{REFERENCE}"))
+    return out
+
+
+def kept_configs(dataset: str = "Cora", *, h64: float = 0.8, epochs: int = KEPT_EPOCHS):
+    """The TrainConfigs (seed 0) of :data:`KEPT_SWEEP`, the 64-layer explicit one included."""
+    out = []
+    for depths, alphas, variants in KEPT_SWEEP:
+        out += stability_configs(dataset, h64=h64, depths=depths, alphas=alphas,
+                                 variants=variants, epochs=epochs)
+    return out
+
+
 def stability_sweep(dataset: str = "Cora", *, quick: bool = False, seeds=None,
-                    epochs: int | None = None, h64: float = 0.8, depths=None, alphas=ALPHAS,
+                    epochs: int | None = None, h64: float = 0.8, depths=None, alphas=None,
                     variants=None, out_dir=None, resume: bool = False,
-                    progress: bool = False, graph=None) -> list[dict]:
+                    progress: bool = False, graph=None, reference: bool | None = None
+                    ) -> list[dict]:
     """Train the sweep; one record per run with its config, accuracies and curves.
 
     ``quick``: depths (16, 4h₆₄) and (4, 16h₆₄), 30 epochs, seed 0, variants shared and
-    diffusion — minutes on one core. The full sweep (3 depths, 200 epochs, seeds 0–2, all
-    variants; 'channel' with learnable α) is hours on a CPU.
+    diffusion, α ∈ {0, 1, 10} — minutes on one core. Without ``quick`` and with none of
+    ``depths``, ``alphas``, ``variants`` given: the kept sweep :data:`KEPT_SWEEP` (seeds 0–2,
+    100 epochs; about two hours of one core), whose 64-layer explicit runs come from
+    :func:`reference_records` (``reference``; default: on for the kept sweep on CORA with
+    h₆₄ = 0.8) instead of being trained. Seeds are the outer loop, so an interrupted sweep has
+    whole seeds done; records come in that order.
     """
     from .train import load_graph, train
 
-    depths = depths or (DEPTHS[1:] if quick else DEPTHS)
-    variants = variants or (("shared", "diffusion") if quick else VARIANTS)
-    seeds = seeds if seeds is not None else ([0] if quick else [0, 1, 2])
-    epochs = epochs or (30 if quick else 200)
-    graph = graph if graph is not None else load_graph(dataset)
+    kept = not quick and depths is None and alphas is None and variants is None
+    seeds = seeds if seeds is not None else ([0] if quick else list(KEPT_SEEDS))
+    epochs = epochs or (30 if quick else KEPT_EPOCHS)
+    if kept:
+        cfgs = kept_configs(dataset, h64=h64, epochs=epochs)
+    else:
+        cfgs = stability_configs(
+            dataset, h64=h64, depths=depths or (DEPTHS[1:] if quick else DEPTHS),
+            alphas=alphas or ALPHAS,
+            variants=variants or (("shared", "diffusion") if quick else VARIANTS),
+            epochs=epochs)
+    if reference is None:
+        reference = kept and h64 == 0.8 and cfgs[0].dataset == "Cora"
+    refs = {}
+    if reference:
+        refs = {r["seed"]: r for r in reference_records(epochs, seeds, h64=h64)}
+    graph = graph if graph is not None else load_graph(dataset) if cfgs else None
     records = []
-    for cfg in stability_configs(dataset, h64=h64, depths=depths, alphas=alphas,
-                                 variants=variants, epochs=epochs):
-        for s in seeds:
-            r = train(replace(cfg, seed=int(s)), graph=graph, out_dir=out_dir, resume=resume,
-                      progress=progress)
-            c = r["curves"]
-            records.append({
-                "dataset": cfg.dataset, "layers": cfg.layers, "h": cfg.h,
-                "T": cfg.layers * cfg.h, "imex": cfg.imex, "alpha": cfg.alpha, "seed": int(s),
-                "best_val_acc": r["best_val_acc"], "test_acc_at_best_val":
-                    r["test_acc_at_best_val"], "best_epoch": r["best_epoch"],
-                "final_train_loss": c["train_loss"][-1],
-                "diverged": not bool(np.isfinite(c["train_loss"]).all()),
-                "seconds_per_epoch": r["seconds_per_epoch"],
-                "val_acc": c["val_acc"], "test_acc": c["test_acc"],
-                "train_loss": c["train_loss"],
-            })
+    for s in seeds:
+        for cfg in cfgs:
+            cfg = replace(cfg, seed=int(s))
+            if cfg.layers == 64 and cfg.imex == "none" and int(s) in refs:
+                records.append(refs[int(s)])
+                continue
+            r = train(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress)
+            records.append(_record(cfg, r))
     if out_dir is not None:
         from ..nn.runner import write_json_atomic
 
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         write_json_atomic(records, Path(out_dir, "stability.json"))
+    return records
+
+
+def load_runs(folder) -> list[dict]:
+    """Records of the finished runs in ``folder`` (its ``*_seed*.json``), for a sweep still
+    running; the kept 64-layer reference (seeds 0–2 and any other seed found) is added as in
+    :func:`stability_sweep`, cut to the runs' epochs."""
+    from .train import TrainConfig
+
+    records = []
+    for path in sorted(Path(folder).glob("*_seed*.json")):
+        r = json.loads(path.read_text())
+        if r.get("finished"):
+            records.append(_record(TrainConfig.from_dict(r["config"]), r))
+    if records:
+        epochs = len(records[0]["val_acc"])
+        have = {r["seed"] for r in records if r["layers"] == 64 and r["imex"] == "none"}
+        seeds = sorted(set(KEPT_SEEDS) | {r["seed"] for r in records})
+        records += [r for r in reference_records(epochs, seeds) if r["seed"] not in have]
     return records
 
 
@@ -106,8 +225,9 @@ def aggregate(records: list[dict]) -> list[dict]:
 
 
 def format_table(records: list[dict]) -> str:
-    """A printable table: test accuracy at best validation accuracy per configuration."""
-    lines = [f"{'L':>3} {'h':>6} {'variant':<22} {'val %':>7} {'test %':>14} {'seeds':>5}"]
+    """A printable table: test accuracy at best validation accuracy per configuration
+    (N the number of layers, mean ± population std over the seeds)."""
+    lines = [f"{'N':>3} {'h':>6} {'variant':<22} {'val %':>7} {'test %':>14} {'seeds':>5}"]
     for r in aggregate(records):
         lines.append(f"{r['layers']:>3} {r['h']:>6.2f} {label(r):<22} "
                      f"{100 * r['val_mean']:>7.2f} {100 * r['test_mean']:>7.2f} ± "
