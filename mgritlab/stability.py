@@ -7,7 +7,7 @@ y_{n+1} = R(z) y_n with z = hλ. The scheme is stable when |R(z)| ≤ 1:
   for real λ < 0 iff h ≤ −2/λ (thesis eqs. 2.5–2.16);
 * backward Euler  R(z) = 1 / (1 − z): stable for every h when Re λ ≤ 0 (A-stable);
 * IMEX Euler with a shared diagonal α, i.e. y' = (λ + α) y − α y with −α y implicit
-  (thesis eq. 4.8, Theorem 4.2.1): R = (1 + hλ + hα) / (1 + hα), the magnification factor.
+  (thesis eq. 4.9, Theorem 4.2.1): R = (1 + hλ + hα) / (1 + hα), the magnification factor.
   For λ = x + iy with x < 0 it is stable iff  α ≥ |λ|² / (−2x) − 1/h  (eq. 4.10).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The operator L of ``u' = -L u + g(t, u)``, one class per form of L (thesis §2.1.2, eq. 4.8).
+"""The operator L of ``u' = -L u + g(t, u)``, one class per form of L (thesis §2.1.2, eqs. 4.6–4.9).
 
 Every operator acts on a batch of states u of shape (B, *state) and gives
 

@@ -1,4 +1,4 @@
-"""One-step integrators of order 1 for ``u' = -L u + g(t, u)`` (thesis §2.1.2, eq. 4.8).
+"""One-step integrators of order 1 for ``u' = -L u + g(t, u)`` (thesis §2.1.2, eqs. 4.6–4.9).
 
 A stepper advances a *batch* of states:
 
@@ -8,7 +8,7 @@ A stepper advances a *batch* of states:
 * ``forward_euler``   u_{n+1} = u_n + h (-L u_n + g(t_n, u_n))                 (thesis §2.1.2)
 * ``backward_euler``  (I + hL) u_{n+1} - h g(t_{n+1}, u_{n+1}) = u_n            (thesis §2.1.2)
   a single linear solve when g does not depend on u, Newton's method otherwise.
-* ``imex_euler``      u_{n+1} = (I + hL)^{-1} (u_n + h g(t_n, u_n))              (thesis eq. 4.8)
+* ``imex_euler``      u_{n+1} = (I + hL)^{-1} (u_n + h g(t_n, u_n))  (thesis eq. 4.7, g = f + Lu)
   L implicit, g explicit; for a scalar L = α this is the shared-diagonal scaling
   u_{n+1} = (u_n + h g) / (1 + hα), i.e. the step h/(1 + hα) of thesis eq. 4.17.
 
@@ -83,7 +83,8 @@ class ForwardEuler(Stepper):
 
 
 class IMEXEuler(Stepper):
-    """u_{n+1} = (I + hL)^{-1}(u_n + h g(t_n, u_n)) (thesis eq. 4.8)."""
+    """u_{n+1} = (I + hL)^{-1}(u_n + h g(t_n, u_n)) (thesis eq. 4.7, g = f + L u; eq. 4.8 as
+    printed drops the h L u_n of g — lessons/THESIS_NOTES.md)."""
 
     name, order, implicit = "imex_euler", 1, True
 
