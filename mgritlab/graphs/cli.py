@@ -3,7 +3,9 @@ r"""Command line for the graph networks.
     python -m mgritlab train pdegcn --dataset Cora --layers 64 --imex shared --alpha 1.0 \
         --seeds 0 1 2 3 4 --out results/pdegcn --resume
     python -m mgritlab train gcn --dataset Cora --seeds 0 1 2 3 4 --out results/pdegcn
-    python -m mgritlab experiment pdegcn-stability --quick --out results/pdegcn/stability
+    python -m mgritlab experiment pdegcn-stability --out results/pdegcn/stability \
+        --resume --threads 1
+    python -m mgritlab experiment pdegcn-stability --quick --out results/pdegcn/stability_quick
 
 Layer-parallel training (MGRIT in depth, thesis §5.2), on one process or split over MPI ranks:
 
