@@ -43,18 +43,22 @@ QUICK = dict(layers=16, channels=16, epochs=6, hierarchies=((2, 2), (3, 4)),
 
 def lp_config(levels: int, cf: int, alpha: float, *, layers: int = 64, epochs: int = EPOCHS,
               coarse_only: bool = False, dataset: str = "Cora", seed: int = 0,
-              channels: int | None = None, on_divergence: str = "warn"):
+              channels: int | None = None, on_divergence: str = "warn",
+              h: float | None = None):
     """The TrainConfig of one MGRIT run: the tuned serial settings, MGRIT with (levels, cf),
     T₁ = 2, T₂ = 1, and a shared α on all levels (or on the coarse levels only).
 
     ``on_divergence='warn'`` (default here) trains on through a growing MGRIT residual, as
     TorchBraid did in the thesis's runs (its α = 0 curves); the record keeps the solver's first
-    warning. 'raise' stops such a run at once (a recorded divergence)."""
+    warning. 'raise' stops such a run at once (a recorded divergence). ``h``: the layer step
+    (default the preset's for this depth: 0.8 at 64 layers)."""
     from .train import preset
 
     base = preset(dataset, layers)
     if channels is not None:
         base = replace(base, channels=channels)
+    if h is not None:
+        base = replace(base, h=float(h))
     if coarse_only and alpha == 0:
         raise ValueError("coarse_only with alpha=0 is the explicit network: use alpha > 0")
     level_alpha = [0.0] + [float(alpha)] * (levels - 1) if coarse_only else None
@@ -134,7 +138,8 @@ def serial_reference(*, quick: bool = False, layers=None, channels=None, epochs=
 
 def alpha_sweep(*, quick: bool = False, layers=None, channels=None, epochs=None,
                 hierarchies=None, alphas=None, seeds=None, dataset: str = "Cora", graph=None,
-                out_dir=None, resume: bool = False, progress: bool = False) -> list[dict]:
+                out_dir=None, resume: bool = False, progress: bool = False,
+                h: float | None = None) -> list[dict]:
     """Figs. 5.6–5.9: every (levels, cf) × α, the shared α on all levels.
 
     ``quick``: 16 layers, 16 channels, 6 epochs, (2,2) and (3,4), α ∈ {0, 1, 5}, seed 0 —
@@ -146,7 +151,7 @@ def alpha_sweep(*, quick: bool = False, layers=None, channels=None, epochs=None,
                  hierarchies=hierarchies, alphas=alphas, seeds=seeds)
     graph = graph if graph is not None else load_graph(dataset)
     configs = [lp_config(lv, cf, a, layers=o["layers"], epochs=o["epochs"], dataset=dataset,
-                         channels=o["channels"]) for lv, cf in o["hierarchies"]
+                         channels=o["channels"], h=h) for lv, cf in o["hierarchies"]
                for a in o["alphas"]]
     return [run(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress,
                 experiment="alpha") for cfg, _ in _seed_major(configs, o["seeds"])]
@@ -154,8 +159,8 @@ def alpha_sweep(*, quick: bool = False, layers=None, channels=None, epochs=None,
 
 def coarse_only_sweep(best: dict, *, quick: bool = False, layers=None, channels=None,
                       epochs=None, seeds=None, dataset: str = "Cora", graph=None,
-                      out_dir=None, resume: bool = False, progress: bool = False
-                      ) -> list[dict]:
+                      out_dir=None, resume: bool = False, progress: bool = False,
+                      h: float | None = None) -> list[dict]:
     """Fig. 5.10: for each (levels, cf) in ``best`` ({(levels, cf): α}), α on the coarse
     levels only (the explicit network on the fine level). Compare with the α-on-all-levels
     runs of :func:`alpha_sweep` (the same files: resume reuses them)."""
@@ -164,7 +169,7 @@ def coarse_only_sweep(best: dict, *, quick: bool = False, layers=None, channels=
     o = _options(quick, layers=layers, channels=channels, epochs=epochs, seeds=seeds)
     graph = graph if graph is not None else load_graph(dataset)
     configs = [lp_config(lv, cf, a, layers=o["layers"], epochs=o["epochs"], dataset=dataset,
-                         channels=o["channels"], coarse_only=True)
+                         channels=o["channels"], coarse_only=True, h=h)
                for (lv, cf), a in best.items() if a > 0]
     return [run(cfg, graph=graph, out_dir=out_dir, resume=resume, progress=progress,
                 experiment="coarse_only") for cfg, _ in _seed_major(configs, o["seeds"])]
