@@ -17,8 +17,12 @@ repeats a V-cycle below every level l > 0. Each iteration also evaluates the fin
 
     S = N_0 / (iterations · σ).
 
-Communication and the cost of different batch sizes are ignored: the model is an upper bound
-that the measurement is compared against.
+Communication and the cost of different batch sizes are ignored: S is a ratio of counts. It
+is a ratio of wall times only if every application costs the same (one state stepped alone as
+one inside a batch) and communication and waiting are free, so it is *not* an upper bound in
+general — a batched state that is cheaper than a single step puts measurements above it
+(lesson 05). σ_F follows the F-cycle recursion; it does not take the seed paper's eq. (19)
+literally, which multiplies by the iteration count although its σ_V (eq. 18) already has it.
 
 ``distribution='coarsest'`` (default) is this package's split (:func:`~.partition.block_bounds`:
 whole coarsest intervals per process, so at most N_{L−1} processes). ``'per_level'`` is the
