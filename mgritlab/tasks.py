@@ -11,8 +11,6 @@ It sits above every other module (it imports from all of them); where a process 
 decided in one place, :mod:`mgritlab.mgrit.world`."""
 from __future__ import annotations
 
-import time
-
 
 def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
               relax: str = "FCF", cycle: str = "V", tol: float = 1e-7, max_iter: int = 100,
@@ -29,6 +27,7 @@ def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
     import torch
 
     from .mgrit import MGRIT, uniform_grid
+    from .mgrit.scaling import best_solve
     from .mgrit.solver import check_options
     from .mgrit.speedup import model_speedup
     from .mgrit.world import world_partition
@@ -42,19 +41,7 @@ def mgrit_run(problem: str = "heat", *, nt: int = 257, levels: int = 3, cf=2,
     t = uniform_grid(prob.t0, prob.tf, nt)
     solver = MGRIT(prob, t, max_levels=levels, cf=cf, relax=relax, cycle=cycle, tol=tol,
                    max_iter=max_iter, partition=part)
-    best, res = float("inf"), None
-    for _ in range(max(repeat, 1)):
-        if part is not None:
-            part.barrier()
-        start = time.perf_counter()
-        run = solver.solve(prob.u0, gather=gather)
-        if part is not None:
-            part.barrier()
-        seconds = time.perf_counter() - start
-        if part is not None:  # every rank keeps the same run: rank 0's fastest
-            seconds = part.comm.bcast(seconds, root=0)
-        if seconds < best:
-            best, res = seconds, run
+    best, res = best_solve(solver, prob.u0, part, repeat, gather=gather)
     return dict(rank=rank, size=size, problem=problem, nt=nt, levels=len(solver.hierarchy),
                 cf=cf, relax=relax, cycle=cycle, iterations=res.iterations,
                 converged=res.converged, residuals=res.residuals, seconds=best,

@@ -54,6 +54,28 @@ def heat2d(n: int = 48, tf: float = 0.5, kappa: float = 1.0, scheme: str = "back
     return GraphHeat(laplacian_2d(n), u0, kappa=kappa, scheme=scheme, tf=tf)
 
 
+def best_solve(solver, u0, part=None, repeat: int = 1, **solve_options):
+    """(seconds, result) of the fastest of ``repeat`` ``solver.solve(u0, **solve_options)``.
+
+    Each solve is timed between barriers of the partition ``part`` (None: one process), and
+    every rank keeps the same run — rank 0's fastest — so the records agree across ranks.
+    """
+    best, res = float("inf"), None
+    for _ in range(max(repeat, 1)):
+        if part is not None:
+            part.barrier()
+        start = time.perf_counter()
+        run = solver.solve(u0, **solve_options)
+        if part is not None:
+            part.barrier()
+        seconds = time.perf_counter() - start
+        if part is not None:
+            seconds = part.comm.bcast(seconds, root=0)
+        if seconds < best:
+            best, res = seconds, run
+    return best, res
+
+
 def heat2d_run(*, n: int = 48, nt: int = 257, levels: int = 3, cf: int = 4, tf: float = 0.5,
                tol: float = 1e-7, max_iter: int = 50, repeat: int = 1,
                threads: int | None = 1) -> dict:
@@ -76,19 +98,7 @@ def heat2d_run(*, n: int = 48, nt: int = 257, levels: int = 3, cf: int = 4, tf: 
     prob = heat2d(n, tf=tf)
     solver = MGRIT(prob, uniform_grid(prob.t0, prob.tf, nt), max_levels=levels, cf=cf,
                    relax="FCF", cycle="V", tol=tol, max_iter=max_iter, partition=part)
-    best, res = float("inf"), None
-    for _ in range(max(repeat, 1)):
-        if part is not None:
-            part.barrier()
-        start = time.perf_counter()
-        run = solver.solve(prob.u0)
-        if part is not None:
-            part.barrier()
-        seconds = time.perf_counter() - start
-        if part is not None:  # every rank keeps the same run: rank 0's fastest
-            seconds = part.comm.bcast(seconds, root=0)
-        if seconds < best:
-            best, res = seconds, run
+    best, res = best_solve(solver, prob.u0, part, repeat)
     return dict(rank=rank, size=size, n=n, nt=nt, levels=len(solver.hierarchy), cf=cf,
                 iterations=res.iterations, converged=res.converged, residuals=res.residuals,
                 seconds=best, phase_seconds=res.phase_seconds,
