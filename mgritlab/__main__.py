@@ -1,7 +1,8 @@
 """Command line: ``python -m mgritlab <command> ...`` (``--help`` lists the commands).
 
 Each command lives in the module that owns it; a module exposes ``register(subparsers)``
-that adds its parser(s) with ``set_defaults(func=...)``; heavy imports stay inside ``func``.
+that adds its parser(s) with ``set_defaults(func=...)``, and ``register_experiments(exp)`` to
+add experiments under ``experiment``; heavy imports stay inside ``func``.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ COMMAND_MODULES = (
     "mgritlab.notebooks",
     "mgritlab.mgrit.cli",
     "mgritlab.graphs.cli",
+    "mgritlab.training_runs.cli",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mgritlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="command")
+    exp = None
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -26,7 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
             if err.name == name:  # command module not written yet
                 continue
             raise
-        module.register(sub)
+        if hasattr(module, "register"):
+            module.register(sub)
+        if hasattr(module, "register_experiments"):
+            if exp is None:
+                exp = sub.add_parser("experiment", help="run an experiment sweep"
+                                     ).add_subparsers(dest="experiment_what", metavar="what")
+            module.register_experiments(exp)
     return parser
 
 

@@ -70,7 +70,7 @@ def _refuse(message: str, show: bool = True):
 def register(subparsers) -> None:
     from .train import MODELS
 
-    # this module owns the 'train' and 'experiment' commands (argparse refuses a second one)
+    # this module owns the 'train' command (argparse refuses a second one)
     train = subparsers.add_parser("train", help="train a network").add_subparsers(
         dest="train_what", metavar="what")
     for model in MODELS:
@@ -116,8 +116,10 @@ def register(subparsers) -> None:
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(func=_train, model=model)
 
-    exp = subparsers.add_parser("experiment", help="run an experiment sweep").add_subparsers(
-        dest="experiment_what", metavar="what")
+
+
+def register_experiments(exp) -> None:
+    """The graph experiments under ``python -m mgritlab experiment``."""
     p = exp.add_parser("pdegcn-stability",
                        help="thesis §5.1: constant L·h, α ∈ {0,1,10}, IMEX variants")
     p.add_argument("--dataset", default="Cora")

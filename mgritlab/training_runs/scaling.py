@@ -1,0 +1,87 @@
+"""A measured strong-scaling run of MGRIT over training steps: the same solve on 1, 2, …
+MPI ranks (``MPIPartition``, the split of whole coarsest intervals), identical residual
+histories, wall time per rank count.
+
+``scaling_run`` is what every rank executes (under ``mpiexec``; serial in one process);
+``strong_scaling`` launches it for each rank count and keeps rank 0's record as JSON.
+Ranks never print results: rank 0 writes the file (stdout of several ranks interleaves).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .solvers import Solver
+
+
+def scaling_run(*, problem: str = "binary_addition", solver: str = "solver3",
+                alpha_b: float = 0.025, alpha_max: float | None = 0.2,
+                coarse_examples: str = "fine", steps: int = 1600, cycle: str = "F",
+                repeat: int = 2, threads: int | None = 1) -> dict:
+    """Solve on all ranks of MPI.COMM_WORLD; this rank's record (rank, size, iterations,
+    residuals, seconds: the best of ``repeat`` solves between barriers, model speedup)."""
+    import math
+
+    import torch
+
+    from ..mgrit.scaling import best_solve, machine
+    from ..mgrit.solver import MGRIT
+    from ..mgrit.speedup import model_speedup
+    from ..mgrit.world import world_partition
+    from .solvers import PROBLEMS, levels_for
+
+    if threads:
+        torch.set_num_threads(threads)
+    part, rank, size = world_partition()
+    prop = Solver(solver, alpha_b, alpha_max, coarse_examples).propagator(PROBLEMS[problem]())
+    levels = levels_for(steps, cycle)
+    mgrit = MGRIT(prop, torch.arange(steps + 1, dtype=torch.float64), max_levels=levels, cf=2,
+                  relax="FCF", cycle="F" if cycle == "F" else "V",
+                  tol=1e-9 * math.sqrt(steps), max_iter=50, partition=part)
+    seconds, res = best_solve(mgrit, prop.w0, part, repeat, gather=False)
+    return dict(rank=rank, size=size, problem=problem, solver=solver, alpha_b=alpha_b,
+                alpha_max=alpha_max, coarse_examples=coarse_examples, steps=steps,
+                cycle=cycle, levels=levels, iterations=res.iterations,
+                converged=res.converged, residuals=res.residuals, seconds=seconds,
+                phase_seconds=res.phase_seconds,
+                model_speedup=model_speedup(mgrit.hierarchy, res.iterations, size,
+                                            "F" if cycle == "F" else "V"),
+                cores=machine()["cores"])
+
+
+def strong_scaling(ranks=(1, 2), *, out: str | Path, timeout: float = 600, **options
+                   ) -> list[dict]:
+    """``scaling_run(**options)`` under ``mpiexec -n P`` for each P in ``ranks``; rank 0's
+    records, each kept as ``out/scaling_P{P}.json``; a RuntimeError if a run fails."""
+    from ..cluster import run_mpi
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for p in ranks:
+        path = out / f"scaling_P{p}.json"
+        args = [sys.executable, "-m", "mgritlab.training_runs.scaling", "--json", str(path),
+                "--options", json.dumps(options)]
+        proc = run_mpi(args, p, timeout=timeout)
+        if proc.returncode != 0 or not path.exists():
+            raise RuntimeError(f"the {p}-rank scaling run failed (exit {proc.returncode}):\n"
+                               f"{proc.stdout[-3000:]}")
+        records.append(json.loads(path.read_text()))
+    return records
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="one strong-scaling run (all ranks)")
+    ap.add_argument("--json", required=True, help="rank 0 writes its record here")
+    ap.add_argument("--options", default="{}", help="scaling_run options as JSON")
+    args = ap.parse_args(argv)
+    rec = scaling_run(**json.loads(args.options))
+    if rec["rank"] == 0:
+        Path(args.json).write_text(json.dumps(rec, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
