@@ -22,6 +22,8 @@ LAYERS = {
     "mgrit": 2,
     "nn": 3,
     "graphs": 4,
+    # MGRIT over training steps (Schroder 2022): a model family beside graphs
+    "training_runs": 4,
     # the command line and the lesson tooling sit on top of everything
     "notebooks": 5, "__main__": 5, "__init__": 5, "tasks": 5,
 }

@@ -2,6 +2,7 @@
 solvers and the tables, each against an independent oracle."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,3 +248,35 @@ def test_run_table_writes_resumes_and_prints(tmp_path):
     text = format_table(load(tmp_path))
     assert "Table 2: xor, solver1, two-level, α_b = 1 (caption 0.1)" in text
     assert agreement(recs) == []
+
+
+KEPT = Path(__file__).resolve().parents[1] / "results" / "training_runs"
+
+
+def test_the_kept_tables_are_what_the_runs_give():
+    """The smallest N0 of every kept table (both tolerance readings), rerun: the same
+    iterations and residual history."""
+    kept = load(KEPT)
+    assert len({r["table"] for r in kept}) >= 8, "results/training_runs holds too few tables"
+    smallest = {}
+    for r in kept:
+        key = (r["table"], r["scale_tol"])
+        if key not in smallest or r["steps"] < smallest[key]["steps"]:
+            smallest[key] = r
+    for (number, scale_tol), rec in sorted(smallest.items()):
+        if rec["problem"] != "xor" and rec["solver"] in ("naive", "solver1"):
+            continue  # the 500-example runs take minutes; the XOR and one-example ones do not
+        again = run_table(number, max_steps=rec["steps"], scale_tol=scale_tol,
+                          check_serial=False)[0]
+        assert again["iterations"] == rec["iterations"], (number, scale_tol)
+        assert again["residuals"] == pytest.approx(rec["residuals"], rel=1e-9), number
+
+
+def test_cli_reruns_a_table(tmp_path, capsys):
+    from mgritlab.__main__ import main
+
+    assert main(["experiment", "training-runs", "--tables", "2", "--max-steps", "100",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Table 2: xor, solver1, two-level" in out and "1 of 1 entries within ±2" in out
+    assert len(list(tmp_path.glob("table02_N100_*.json"))) == 1
