@@ -48,12 +48,14 @@ def _run(args) -> int:
 
         recs = strong_scaling(tuple(args.ranks), out=args.out, steps=args.steps,
                               threads=args.threads)
-        one = recs[0]["seconds"]
+        first = recs[0]
         for r in recs:
-            same = r["residuals"] == recs[0]["residuals"]
+            same = r["residuals"] == first["residuals"]
             print(f"{r['size']} rank(s): {r['iterations']} iterations, {r['seconds']:.2f} s, "
-                  f"speedup {one / r['seconds']:.2f}x (model {r['model_speedup']:.2f}x), "
-                  f"residuals {'identical to' if same else 'DIFFERENT from'} 1 rank")
+                  f"{first['seconds'] / r['seconds']:.2f}x the {first['size']}-rank solve "
+                  f"(model {r['model_speedup'] / first['model_speedup']:.2f}x; model vs serial "
+                  f"training {r['model_speedup']:.3f}x), residuals "
+                  f"{'identical to' if same else 'DIFFERENT from'} {first['size']} rank(s)")
         return 0
 
     from .tables import ALL_TABLES, agreement, format_table, run_table
