@@ -280,3 +280,18 @@ def test_cli_reruns_a_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Table 2: xor, solver1, two-level" in out and "1 of 1 entries within ±2" in out
     assert len(list(tmp_path.glob("table02_N100_*.json"))) == 1
+
+
+def test_report_fills_every_field(tmp_path):
+    from mgritlab.training_runs.report import write_report
+
+    run_table(3, out=tmp_path, max_steps=200, check_serial=False)
+    (tmp_path / "README.in.md").write_text(
+        "{{COUNT}}\n{{SUMMARY_SCALED}}\n{{SUMMARY_UNSCALED}}\n{{TABLES_SCALED}}\n"
+        "{{TABLES_UNSCALED}}\n{{SPEEDUPS}}\n{{SCALING}}\n")
+    text = write_report(tmp_path)
+    assert "{{" not in text and "2 records (2 at" in text
+    assert "| 3 | xor | solver1 | F | 100–200 | 2 of 2 |" in text
+    assert (tmp_path / "speedup.png").stat().st_size > 1000
+    with pytest.raises(FileNotFoundError, match=r"README\.in\.md"):
+        write_report(tmp_path / "nowhere")

@@ -17,9 +17,11 @@ def _table_number(text: str) -> int:
 def register_experiments(exp) -> None:
     p = exp.add_parser("training-runs",
                        help="Schroder 2022: MGRIT over training steps, Tables 1-20")
-    p.add_argument("what", nargs="?", default="tables", choices=("tables", "scaling"),
+    p.add_argument("what", nargs="?", default="tables", choices=("tables", "scaling", "report"),
                    help="tables: rerun the paper's tables beside its numbers; scaling: the "
-                        "four-layer problem (Solver 3, F-cycles) on 1 and 2 MPI ranks")
+                        "four-layer problem (Solver 3, F-cycles) on 1 and 2 MPI ranks; "
+                        "report: README.md and speedup.png in --out from its records and "
+                        "README.in.md")
     p.add_argument("--tables", type=_table_number, nargs="+", default=None,
                    help="table numbers (default: all 20)")
     p.add_argument("--max-steps", type=positive_int, default=None,
@@ -43,6 +45,12 @@ def _run(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.what == "report":
+        from .report import write_report
+
+        write_report(args.out)
+        print(f"wrote {args.out}/README.md and {args.out}/speedup.png")
+        return 0
     if args.what == "scaling":
         from .scaling import strong_scaling
 
