@@ -48,9 +48,11 @@ def state_matmul(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     M = x.shape[-2]
     if M * R * C >= _STATE_PRODUCT:
         return torch.stack([torch.mm(x if x.ndim == 2 else x[b], W[b]) for b in range(B)])
-    out = x[..., 0:1] * W[:, None, 0, :]
+    xs = x.unsqueeze(-1).unbind(-2)  # R views (..., M, 1)
+    Ws = W.unsqueeze(1).unbind(-2)  # R views (B, 1, C)
+    out = xs[0] * Ws[0]
     for r in range(1, R):
-        out = out + x[..., r : r + 1] * W[:, None, r, :]
+        out += xs[r] * Ws[r]  # a product, then a sum: no fused multiply-add
     return out
 
 
