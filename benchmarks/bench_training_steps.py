@@ -26,10 +26,9 @@ from pathlib import Path
 
 import torch
 
-from mgritlab.mgrit import MGRIT
 from mgritlab.problems.networks import binary_addition_problem, xor_problem
 from mgritlab.problems.training import FINEST_LEVEL, TrainingSteps, doubling
-from mgritlab.training_runs import levels_for
+from mgritlab.training_runs.solvers import make_mgrit
 
 R = Path(__file__).parent / "results"
 
@@ -37,9 +36,7 @@ R = Path(__file__).parent / "results"
 def iteration_seconds(steps: int, cycle: str, iterations: int = 4) -> dict:
     data = xor_problem()
     prop = TrainingSteps(data, doubling(1.0, 8.0), "all")
-    mgrit = MGRIT(prop, torch.arange(steps + 1, dtype=torch.float64),
-                  max_levels=levels_for(steps, cycle), cf=2, relax="FCF", cycle=cycle,
-                  tol=0.0, max_iter=iterations, divergence_factor=math.inf)
+    mgrit = make_mgrit(prop, steps, cycle, tol=0.0, max_iter=iterations)
     res = mgrit.solve(data.w0, gather=False)
     start = time.perf_counter()
     prop.serial(steps)

@@ -9,16 +9,7 @@ import math
 from pathlib import Path
 
 from .paper import TABLES, table
-from .tables import agreement, format_table, load
-
-
-def _gap(rec: dict) -> float:
-    paper, ours = rec["paper_iterations"], (rec["iterations"] if rec["converged"] else None)
-    if paper is None and ours is None:
-        return 0
-    if paper is None or ours is None:
-        return math.inf
-    return abs(paper - ours)
+from .tables import agreement, format_table, iteration_gap, load
 
 
 def agreement_table(records: list[dict]) -> str:
@@ -34,7 +25,7 @@ def agreement_table(records: list[dict]) -> str:
             continue
         ns = (f"{group[0]['steps']}–{group[-1]['steps']}" if len(group) > 1
               else str(group[0]["steps"]))
-        gap = max(_gap(r) for r in group)
+        gap = max(iteration_gap(r) for r in group)
         rows.append(f"| {t['table']} | {t['problem']} | {t['solver']} | {t['cycle']} | {ns} | "
                     f"{len(group) - len(agreement(group))} of {len(group)} | "
                     f"{'50+ vs converged' if gap == math.inf else gap} |")

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..nn.runner import write_json_atomic
 from .solvers import Solver
 
 
@@ -27,27 +28,24 @@ def scaling_run(*, problem: str = "binary_addition", solver: str = "solver3",
     import torch
 
     from ..mgrit.scaling import best_solve, machine
-    from ..mgrit.solver import MGRIT
     from ..mgrit.speedup import model_speedup
     from ..mgrit.world import world_partition
-    from .solvers import PROBLEMS, levels_for
+    from .solvers import PROBLEMS, make_mgrit, mgrit_cycle
 
     if threads:
         torch.set_num_threads(threads)
     part, rank, size = world_partition()
     prop = Solver(solver, alpha_b, alpha_max, coarse_examples).propagator(PROBLEMS[problem]())
-    levels = levels_for(steps, cycle)
-    mgrit = MGRIT(prop, torch.arange(steps + 1, dtype=torch.float64), max_levels=levels, cf=2,
-                  relax="FCF", cycle="F" if cycle == "F" else "V",
-                  tol=1e-9 * math.sqrt(steps), max_iter=50, partition=part)
+    mgrit = make_mgrit(prop, steps, cycle, tol=1e-9 * math.sqrt(steps), partition=part,
+                       divergence_factor=1e4)
     seconds, res = best_solve(mgrit, prop.w0, part, repeat, gather=False)
     return dict(rank=rank, size=size, problem=problem, solver=solver, alpha_b=alpha_b,
                 alpha_max=alpha_max, coarse_examples=coarse_examples, steps=steps,
-                cycle=cycle, levels=levels, iterations=res.iterations,
+                cycle=cycle, levels=len(mgrit.hierarchy), iterations=res.iterations,
                 converged=res.converged, residuals=res.residuals, seconds=seconds,
                 phase_seconds=res.phase_seconds,
                 model_speedup=model_speedup(mgrit.hierarchy, res.iterations, size,
-                                            "F" if cycle == "F" else "V"),
+                                            mgrit_cycle(cycle)),
                 cores=machine()["cores"])
 
 
@@ -79,7 +77,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rec = scaling_run(**json.loads(args.options))
     if rec["rank"] == 0:
-        Path(args.json).write_text(json.dumps(rec, indent=1))
+        write_json_atomic(rec, args.json, indent=1)
     return 0
 
 

@@ -98,21 +98,35 @@ def initial_residuals(prop: TrainingSteps, steps: int, cf: int = 2) -> tuple[flo
     """(‖r₀‖ after the first F-relaxation at the C-points, ‖r₀‖ before any relaxation) of
     the initial guess w_0, 0, 0, … on level 0 (module docstring)."""
     level = FINEST_LEVEL
-    w0 = prop.w0[None]
-    zero = torch.zeros_like(w0)
-    phi0 = prop.step(zero.expand(steps, -1).contiguous(), torch.arange(steps), level)
-    r_first = prop.step(w0, torch.tensor([0]), level)
-    unrelaxed = math.sqrt(float((r_first**2).sum() + (phi0[1:] ** 2).sum()))
-    # F-relaxation fills the F-points of each interval from its C-point; the C-points i = cf·j
-    # (j >= 1) then have residual Φ(w_{i-1}) − 0
-    w = torch.zeros((steps + 1, prop.size), dtype=w0.dtype)
+    w = torch.zeros((steps + 1, prop.size), dtype=prop.w0.dtype)
     w[0] = prop.w0
-    for k in range(steps):
-        if (k + 1) % cf:  # w_{k+1} is an F-point
-            w[k + 1] = prop.step(w[k : k + 1], torch.tensor([k]), level)[0]
-    c = torch.arange(cf, steps + 1, cf)
+    r = prop.step(w[:-1], torch.arange(steps), level) - w[1:]
+    unrelaxed = math.sqrt(float((r[:1] ** 2).sum() + (r[1:] ** 2).sum()))
+    # F-relaxation: the k-th F-point of every interval from the point before it, all
+    # intervals in one call (as mgrit.relaxation.f_relax); the C-points stay zero
+    c = torch.arange(0, steps + 1, cf)
+    for k in range(1, cf):
+        f = c[c + k <= steps] + k
+        w[f] = prop.step(w[f - 1], f - 1, level)
+    c = c[1:]
     r = prop.step(w[c - 1], c - 1, level) - w[c]
     return math.sqrt(float((r**2).sum())), unrelaxed
+
+
+def mgrit_cycle(cycle: str) -> str:
+    """The MGRIT cycle of a table's cycle: 'F' for 'F', 'V' for 'V' and 'two-level'."""
+    return "F" if cycle == "F" else "V"
+
+
+def make_mgrit(prop: TrainingSteps, steps: int, cycle: str, *, cf: int = 2,
+               coarsest: int = 10, tol: float, max_iter: int = 50, partition=None,
+               divergence_factor: float = math.inf) -> MGRIT:
+    """MGRIT over ``steps`` training steps as §3.2 sets it up: FCF, coarsening by ``cf``
+    down to at most ``coarsest`` steps (two levels for 'two-level'), halting at ``tol``."""
+    return MGRIT(prop, torch.arange(steps + 1, dtype=torch.float64),
+                 max_levels=levels_for(steps, cycle, cf, coarsest), cf=cf, relax="FCF",
+                 cycle=mgrit_cycle(cycle), tol=tol, max_iter=max_iter,
+                 divergence_factor=divergence_factor, partition=partition)
 
 
 def run(problem: str | TrainingData, solver: Solver, steps: int, cycle: str, *,
@@ -128,9 +142,8 @@ def run(problem: str | TrainingData, solver: Solver, steps: int, cycle: str, *,
     prop = solver.propagator(data)
     levels = levels_for(steps, cycle, cf, coarsest)
     tol = tol_factor * (math.sqrt(steps) if scale_tol else 1.0)
-    mgrit = MGRIT(prop, torch.arange(steps + 1, dtype=torch.float64), max_levels=levels, cf=cf,
-                  relax="FCF", cycle="F" if cycle == "F" else "V", tol=tol, max_iter=max_iter,
-                  divergence_factor=math.inf, partition=partition)
+    mgrit = make_mgrit(prop, steps, cycle, cf=cf, coarsest=coarsest, tol=tol,
+                       max_iter=max_iter, partition=partition)
     r0, r0_unrelaxed = initial_residuals(prop, steps, cf)
     start = time.perf_counter()
     stop = ""
@@ -156,8 +169,8 @@ def run(problem: str | TrainingData, solver: Solver, steps: int, cycle: str, *,
         iteration_seconds=list(seconds))
     if converged and k:
         ranks = max(steps // cf, 1)  # the paper's strong-scaling limit (Remark 3)
-        record["model_speedup"] = model_speedup(mgrit.hierarchy, k, ranks,
-                                                "F" if cycle == "F" else "V", "per_level")
+        record["model_speedup"] = model_speedup(mgrit.hierarchy, k, ranks, mgrit_cycle(cycle),
+                                                "per_level")
         record["paper_speedup"] = steps / paper_sigma(levels, k, cycle)
     if check_serial and res is not None:
         serial = prop.serial(steps)

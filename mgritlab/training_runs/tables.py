@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from ..nn.runner import write_json_atomic
 from ..problems.networks import binary_addition_problem, xor_problem
 from .paper import TABLES, table
 from .solvers import Solver, run
@@ -71,9 +72,7 @@ def run_table(number: int, *, out: str | Path | None = None, resume: bool = Fals
                        caption_alpha_b=t["alpha_b"])
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(rec, indent=1, allow_nan=True))
-                tmp.replace(path)
+                write_json_atomic(rec, path, indent=1)
         records.append(rec)
         if progress is not None:
             progress(rec)
@@ -117,17 +116,21 @@ def _num(x) -> str:
     return "*" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
+def iteration_gap(rec: dict) -> float:
+    """|this package's iterations − the paper's| for a table record: 0 when both are "50+",
+    inf when only one is."""
+    paper, ours = rec["paper_iterations"], (rec["iterations"] if rec["converged"] else None)
+    if paper is None and ours is None:
+        return 0
+    if paper is None or ours is None:
+        return math.inf
+    return abs(paper - ours)
+
+
 def agreement(records: list[dict], tolerance: int = 2) -> list[dict]:
     """Rows where this package's iteration count differs from the paper's by more than
     ``tolerance`` ("50+" agrees with "50+")."""
-    bad = []
-    for r in records:
-        paper, ours = r["paper_iterations"], (r["iterations"] if r["converged"] else None)
-        if paper is None and ours is None:
-            continue
-        if paper is None or ours is None or abs(paper - ours) > tolerance:
-            bad.append(r)
-    return bad
+    return [r for r in records if iteration_gap(r) > tolerance]
 
 
 def load(out: str | Path) -> list[dict]:
