@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
+
+# Time for mpiexec's proxy to forward what this rank wrote before Abort tears the job down:
+# without it the traceback can be lost (seen on a loaded CI machine: empty output, exit 1).
+FORWARD_SECONDS = 1.0
 
 
 def _mpi_running():
@@ -28,7 +33,8 @@ def _mpi_running():
 
 
 def abort_world(code: int = 1) -> None:
-    """Abort every rank of MPI.COMM_WORLD with ``code`` (flushing this rank's output first);
+    """Abort every rank of MPI.COMM_WORLD with ``code`` (flushing this rank's output first and
+    giving mpiexec :data:`FORWARD_SECONDS` to pass it on);
     a no-op where MPI is not running (nothing can be waiting for this process then)."""
     mpi = _mpi_running()
     if mpi is None or mpi.COMM_WORLD.Get_size() < 2:
@@ -36,6 +42,7 @@ def abort_world(code: int = 1) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed stream must not stop the abort
             stream.flush()
+    time.sleep(FORWARD_SECONDS)
     mpi.COMM_WORLD.Abort(code)
 
 
