@@ -101,6 +101,7 @@ def initial_residuals(prop: TrainingSteps, steps: int, cf: int = 2) -> tuple[flo
     w = torch.zeros((steps + 1, prop.size), dtype=prop.w0.dtype)
     w[0] = prop.w0
     r = prop.step(w[:-1], torch.arange(steps), level) - w[1:]
+    # the first step's residual, then the rest: the order the kept records were summed in
     unrelaxed = math.sqrt(float((r[:1] ** 2).sum() + (r[1:] ** 2).sum()))
     # F-relaxation: the k-th F-point of every interval from the point before it, all
     # intervals in one call (as mgrit.relaxation.f_relax); the C-points stay zero
