@@ -76,7 +76,7 @@ class AdjointPropagator:
 
     def lin_at(self, k: torch.Tensor):
         """The linearisation rows of layers ``k`` (None if the block has none)."""
-        return self.block.take(self.lin, k - self.states.lo)
+        return self.block.rows(self.lin, k - self.states.lo)
 
     def step(self, v, i, level):
         k = level.fine_index(i - 1)          # the forward step i-1 -> i this one transposes
@@ -94,27 +94,72 @@ class AdjointPropagator:
                                 self.frozen, v, self.lin_at(k), level.index)
 
 
+#: the most layers of one batched design-equation product (bounds the per-layer rows that a
+#: shared parameter's contributions take before they are summed)
+DESIGN_BATCH = 512
+
+
 def design_gradient(block: LayerStack, params: dict[str, torch.Tensor], frozen,
                     states: StateWindow | torch.Tensor, adjoints: StateWindow | torch.Tensor,
-                    layers: range | None = None, lin_at=None) -> dict[str, torch.Tensor]:
-    """∂J/∂θ_k = (∂Φ_k/∂θ_k)(x_k)ᵀ x̄_{k+1} for the given layers, in one batched vjp (eq. 3.17).
+                    layers: range | None = None, lin_at=None, *, chunk: int = 1,
+                    partial: bool = False) -> dict[str, torch.Tensor]:
+    """∂J/∂θ_k = (∂Φ_k/∂θ_k)(x_k)ᵀ x̄_{k+1} for the given layers, batched (eq. 3.17).
 
-    Returns {name: (N, ...)} with zeros outside ``layers`` (default: all N layers), so that
-    the contributions of MPI ranks owning disjoint layers simply add up. ``lin_at(k)``: the
-    block's linearisation at the states of layers k, if already computed.
+    Stacked parameters: {name: (N, ...)} with zeros outside ``layers`` (default: all N
+    layers), so that the contributions of MPI ranks owning disjoint layers simply add up.
+
+    Shared parameters (``block.shared_names``): ∂J/∂θ = Σ_k (∂Φ_k/∂θ)ᵀ x̄_{k+1}, summed in a
+    fixed order that does not depend on how the layers are split over ranks — first within
+    each chunk of ``chunk`` consecutive layers (chunk j = layers j·chunk .. (j+1)·chunk − 1,
+    added one after the other), then over the chunks in order. With ``partial=True`` the
+    result is the (N / chunk, ...) tensor of chunk sums, zero for chunks outside ``layers``:
+    ranks owning whole chunks add these exactly (one nonzero term per entry), then
+    :func:`sum_chunks` finishes; so the gradient is bitwise the same on any rank count.
+    ``layers`` must then consist of whole chunks. ``lin_at(k)``: the block's linearisation at
+    the states of layers k, if already computed.
     """
     states = states if isinstance(states, StateWindow) else StateWindow(states, 0)
     adjoints = adjoints if isinstance(adjoints, StateWindow) else StateWindow(adjoints, 0)
     N = block.depth
     layers = range(N) if layers is None else layers
-    grads = {n: torch.zeros_like(p) for n, p in params.items()}
-    if len(layers) == 0:
-        return grads
-    k = torch.arange(layers.start, layers.stop, device=states.values.device)
+    shared = [n for n in block.shared_names if n in params]
+    if shared and (N % chunk or layers.start % chunk or layers.stop % chunk):
+        raise ValueError(f"the design gradient of shared parameters sums whole chunks of "
+                         f"{chunk} layers: the depth {N} and the layers {layers.start}.."
+                         f"{layers.stop - 1} must be multiples of {chunk}")
+    grads = {n: (p.new_zeros((N // chunk, *p.shape)) if n in shared else torch.zeros_like(p))
+             for n, p in params.items()}
     t = block.grid(states.values.device)
-    h = t[k + 1] - t[k]
-    g = block.vjp_theta(states[k], k, block.take(params, k), h, frozen, adjoints[k + 1],
-                        None if lin_at is None else lin_at(k))
-    for n in grads:
-        grads[n][k] = g[n]
+    # batches of whole chunks, aligned to multiples of `step` from layer 0 whichever layers
+    # this process holds (each layer's product does not depend on its batch)
+    step = chunk * max(1, DESIGN_BATCH // chunk)
+    lo = layers.start
+    while lo < layers.stop:
+        hi = min(layers.stop, (lo // step + 1) * step)
+        k = torch.arange(lo, hi, device=states.values.device)
+        h = t[k + 1] - t[k]
+        g = block.vjp_theta(states[k], k, block.take(params, k), h, frozen, adjoints[k + 1],
+                            None if lin_at is None else lin_at(k))
+        for n in grads:
+            if n in shared:
+                rows = g[n].reshape(-1, chunk, *g[n].shape[1:])
+                total = rows[:, 0].clone()
+                for j in range(1, chunk):
+                    total += rows[:, j]
+                grads[n][lo // chunk: lo // chunk + rows.shape[0]] = total
+            else:
+                grads[n][k] = g[n]
+        lo = hi
+    if not partial:
+        for n in shared:
+            grads[n] = sum_chunks(grads[n])
     return grads
+
+
+def sum_chunks(partial: torch.Tensor) -> torch.Tensor:
+    """Σ_j partial[j], added in order j = 0, 1, ... (a fixed order: the same bits on any
+    number of ranks)."""
+    total = partial[0].clone()
+    for j in range(1, partial.shape[0]):
+        total += partial[j]
+    return total

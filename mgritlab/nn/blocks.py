@@ -89,17 +89,36 @@ def as_slice(k: torch.Tensor):
     return slice(first, first + step * (k.numel() - 1) + 1, step)
 
 
+def _count(k) -> int:
+    """The number of layers in ``k`` (an index tensor or a slice of a stack)."""
+    if isinstance(k, slice):
+        if k.stop is None:
+            raise ValueError("a slice of layers needs an explicit stop")
+        return len(range(k.start or 0, k.stop, k.step or 1))
+    return torch.as_tensor(k).numel()
+
+
 class LayerStack(nn.Module):
     """N layers with stacked parameters on the depth interval [0, T]: the layer contract.
 
-    Subclasses name their stacked parameters in ``param_names`` (each of shape (N, ...)) and
-    implement :meth:`phi` for a *batch of layers*. Optionally: :meth:`draw_frozen` (the random
-    choices of one forward/backward pair), closed-form :meth:`vjp_x` / :meth:`vjp_theta` with
-    :meth:`linearize`, :meth:`check_levels` (validate a per-level scheme for a hierarchy) and
-    :meth:`divergence_advice` (what to change when a coarse level is unstable).
+    Subclasses name their parameters in ``param_names`` and implement :meth:`phi` for a *batch
+    of layers*. A parameter is stacked, of shape (N, ...) with layer k's in row k, unless it is
+    named in ``shared_names`` too: then it is one tensor used by every layer (a recurrent
+    network's weights, shared over time steps). :meth:`take` hands Φ both kinds with a leading
+    batch dimension B (a shared one as an expanded view), so Φ is written once; the design
+    equations then give one contribution per layer, which :func:`~mgritlab.nn.adjoint.
+    design_gradient` sums.
+
+    Optionally: :meth:`draw_frozen` (what is fixed for one forward/backward pair: random
+    choices, or per-step data such as a recurrent network's inputs), closed-form :meth:`vjp_x`
+    / :meth:`vjp_theta` with :meth:`linearize`, :meth:`check_levels` (validate a per-level
+    scheme for a hierarchy) and :meth:`divergence_advice` (what to change when a coarse level
+    is unstable).
     """
 
     param_names: tuple[str, ...] = ()
+    #: the names in ``param_names`` whose tensor is shared by all layers (not stacked)
+    shared_names: tuple[str, ...] = ()
 
     def __init__(self, depth: int, T: float = 1.0):
         super().__init__()
@@ -140,13 +159,27 @@ class LayerStack(nn.Module):
         return torch.linspace(0.0, self.T, self.depth + 1, dtype=torch.float64, device=device)
 
     def layer_parameters(self) -> dict[str, torch.Tensor]:
-        """The stacked parameters {name: (N, ...)} in ``param_names`` order."""
+        """The parameters {name: tensor} in ``param_names`` order: (N, ...) when stacked, the
+        tensor itself when shared."""
         return {n: getattr(self, n) for n in self.param_names}
 
+    def take(self, params: dict[str, torch.Tensor] | None, k: torch.Tensor):
+        """The parameters of the layers ``k`` (B,), each with a leading dimension B: rows k of
+        a stacked tensor (a view where ``k`` is evenly spaced, as MGRIT's layer indices are),
+        a shared tensor expanded to (B, ...) (a view: no copy)."""
+        if params is None:
+            return None
+        shared = [n for n in self.shared_names if n in params]
+        if not shared:
+            return self.rows(params, k)
+        B = _count(k)
+        return {n: (p.unsqueeze(0).expand(B, *p.shape) if n in shared else p[as_slice(k)])
+                for n, p in params.items()}
+
     @staticmethod
-    def take(stacked: dict[str, torch.Tensor] | None, k: torch.Tensor):
-        """Rows ``k`` of every stacked tensor: the parameters of the layers ``k`` (a view
-        where ``k`` is evenly spaced, as MGRIT's layer indices are)."""
+    def rows(stacked: dict[str, torch.Tensor] | None, k):
+        """Rows ``k`` of every tensor of ``stacked`` (all stacked by layer or batch row: a
+        linearisation, frozen masks, or parameters already taken)."""
         if stacked is None:
             return None
         rows = as_slice(k)
@@ -174,7 +207,7 @@ class LayerStack(nn.Module):
         """
         out = []
         for c in self._chunks(x.shape[0]):
-            th, hc = self.take(theta, c), (h[c] if torch.is_tensor(h) and h.dim() else h)
+            th, hc = self.rows(theta, c), (h[c] if torch.is_tensor(h) and h.dim() else h)
             with torch.enable_grad():
                 xc = x[c].detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(self.phi(xc, k[c], th, hc, frozen, level), xc, v[c])
@@ -183,7 +216,10 @@ class LayerStack(nn.Module):
 
     def vjp_theta(self, x, k, theta, h, frozen, v, lin=None, level: int = 0
                   ) -> dict[str, torch.Tensor]:
-        """(∂Φ/∂θ)(x)ᵀ v for a batch of layers: the design equations (thesis eq. 3.17)."""
+        """(∂Φ/∂θ)(x)ᵀ v for a batch of layers: the design equations (thesis eq. 3.17).
+
+        One row per layer of the batch, a shared parameter included (its contribution from
+        each layer; :func:`~mgritlab.nn.adjoint.design_gradient` sums them)."""
         out: dict[str, list] = {n: [] for n in theta}
         for c in self._chunks(x.shape[0]):
             hc = h[c] if torch.is_tensor(h) and h.dim() else h
@@ -214,6 +250,8 @@ class LayerStack(nn.Module):
         fine = copy.deepcopy(self)
         fine.depth = self.depth * factor
         for n in self.param_names:
+            if n in self.shared_names:
+                continue
             p = getattr(self, n).detach()
             setattr(fine, n, nn.Parameter(p.repeat_interleave(factor, dim=0).clone()))
         return fine
@@ -241,7 +279,7 @@ class ODEBlock(LayerStack):
         stacked tensors, or the frozen object itself."""
         if frozen is None or not isinstance(frozen, dict):
             return frozen
-        return self.take(frozen, k)
+        return self.rows(frozen, k)
 
     def phi(self, x, k, theta, h, frozen=None, level=0):
         """Φ(x) = x + h f(x, θ) for a batch of layers whose parameters are ``theta``."""
@@ -350,11 +388,14 @@ class SerialODENet(nn.Module):
     def _layers(self, x, frozen, ks) -> list[torch.Tensor]:
         # unbind once: autograd then stacks the per-layer gradients in one O(N) pass, where
         # indexing the stacked parameter per layer would add a full (N, ...) zero tensor each
-        layers = {n: p.unbind(0) for n, p in self.block.layer_parameters().items()}
+        shared = self.block.shared_names
+        layers = {n: (p.unsqueeze(0),) * self.block.depth if n in shared else p.unbind(0)
+                  for n, p in self.block.layer_parameters().items()}
         h = torch.diff(self.block.grid(x.device))
         out = [x]
         for k in ks:
-            theta = {n: ps[k].unsqueeze(0) for n, ps in layers.items()}
+            theta = {n: ps[k] if n in shared else ps[k].unsqueeze(0)
+                     for n, ps in layers.items()}
             kk = torch.tensor([k], device=x.device)
             out.append(self.block.phi(out[-1].unsqueeze(0), kk, theta, h[k : k + 1], frozen)[0])
         return out

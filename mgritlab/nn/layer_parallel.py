@@ -13,7 +13,12 @@ sequential stepping through the same layer steps.
 Random layers (dropout) are frozen per forward/backward pair: the block draws one frozen object
 in ``forward`` (:meth:`~mgritlab.nn.blocks.LayerStack.draw_frozen`, or the caller passes it),
 every MGRIT iteration and the adjoint reuse it, and ``last_frozen`` keeps it for
-:meth:`LayerParallel.serial`.
+:meth:`LayerParallel.serial`. The same object carries per-step data that is not a state: a
+recurrent network's inputs x_t (:mod:`mgritlab.recurrent`), passed as ``frozen``.
+
+Parameters shared by all layers (``LayerStack.shared_names``: a recurrent network's weights)
+get one design-equation contribution per layer; they are summed per block of cf^(L−1) layers,
+then over the blocks in order, so the gradient is bitwise the same on any number of ranks.
 
 Distributed means distributed. With an :class:`~mgritlab.mgrit.mpi.MPIPartition` the layers are
 split across ranks in blocks of whole coarsest intervals, and no rank holds all states: a rank
@@ -22,8 +27,9 @@ steps need), solves the adjoint on the mirrored partition (its adjoint block sit
 its state block), and computes the design gradient of its own layers. What travels: one state
 per neighbour per relaxation exchange inside MGRIT, the final state x_N (for the loss, from the
 last rank to all), the input adjoint x̄_0 (from rank 0 to all), and the allreduce that sums the
-ranks' disjoint gradient blocks — so after ``loss.backward()`` every rank holds the full,
-identical gradient and the optimisers stay in lockstep.
+ranks' disjoint gradient blocks (for a shared parameter its disjoint block sums) — so after
+``loss.backward()`` every rank holds the full, identical gradient and the optimisers stay in
+lockstep.
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ import torch
 from torch import nn
 
 from ..mgrit import MGRIT, MGRITDivergenceError, SerialPartition, max_levels_for
-from .adjoint import AdjointPropagator, StatePropagator, StateWindow, design_gradient
+from .adjoint import AdjointPropagator, StatePropagator, StateWindow, design_gradient, sum_chunks
 from .blocks import LayerStack, SerialODENet
 
 PHASES = ("forward", "adjoint", "gradient", "communication")
@@ -403,8 +409,12 @@ class LayerParallel(nn.Module):
         adjoints = StateWindow(res.u_local.flip(0), N - hi + 1)
         t1 = time.perf_counter()
         layers = self.local_layers()
+        # a shared parameter's contributions are summed per block of m = cf^(L-1) layers
+        # (ranks own whole blocks), then over the blocks in order: the same bits on any
+        # number of ranks
         grads = design_gradient(self.block, params, frozen, states, adjoints, layers,
-                                prop.lin_at if prop.lin is not None else None)
+                                prop.lin_at if prop.lin is not None else None,
+                                chunk=self.cf ** (self.max_levels - 1), partial=True)
         t2 = time.perf_counter()
         part = self.partition.reversed()
         owner = part.owner_of(solver.hierarchy, 0)   # who holds x̄_0
@@ -412,6 +422,8 @@ class LayerParallel(nn.Module):
                                      if part.rank == owner else None, owner)
         if self.partition.size > 1:
             _allreduce_sum(self.partition, list(grads.values()))
+        for n in self.block.shared_names:
+            grads[n] = sum_chunks(grads[n])
         t3 = time.perf_counter()
         self.seconds["adjoint"] += t1 - t0
         self.seconds["gradient"] += t2 - t1
