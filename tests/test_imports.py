@@ -18,12 +18,16 @@ LAYERS = {
     "cluster": 0,
     # where the kept results are (lessons and experiments find them the same way)
     "results": 0,
+    # SHA-256 sums of the shipped data (graphs' and recurrent's loaders share them)
+    "checksums": 0,
     "problems": 1,
     "mgrit": 2,
     "nn": 3,
     "graphs": 4,
     # MGRIT over training steps (Schroder 2022): a model family beside graphs
     "training_runs": 4,
+    # layer-parallel GRUs over the sequence (Moon & Cyr 2022): beside graphs
+    "recurrent": 4,
     # the command line and the lesson tooling sit on top of everything
     "notebooks": 5, "__main__": 5, "__init__": 5, "tasks": 5,
 }

@@ -14,12 +14,13 @@ warning). A complete cache on a read-only file system is used as it is, without 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..checksums import ChecksumError, read_sums, sha256
 
 DATASETS = ("Cora", "CiteSeer")
 RAW_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -55,27 +56,15 @@ def default_root() -> Path:
     return Path.home() / ".cache" / "mgritlab" / "planetoid"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def expected_sums(sums_file: Path | None = None) -> dict[str, str]:
-    """``{'Cora/raw/ind.cora.x': hexdigest, ...}`` from the shipped SHA256SUMS."""
+    """``{'Cora/raw/ind.cora.x': hexdigest, ...}`` from the shipped SHA256SUMS (or
+    ``sums_file``), read with :func:`mgritlab.checksums.read_sums`. ``sha256`` here is
+    :func:`mgritlab.checksums.sha256`."""
     sums_file = Path(sums_file) if sums_file is not None else PACKAGE_DATA / "SHA256SUMS"
-    if not sums_file.is_file():
-        raise DatasetError(
-            f"checksum list {sums_file} is missing: reinstall mgritlab "
-            "(pip install -e .) so that its package data is present")
-    out = {}
-    for line in sums_file.read_text().splitlines():
-        if line.strip():
-            digest, rel = line.split(maxsplit=1)
-            out[rel.strip().lstrip("*")] = digest
-    return out
+    try:
+        return read_sums(sums_file)
+    except ChecksumError as err:
+        raise DatasetError(str(err)) from None
 
 
 def verify_raw(name: str, root: Path, sums: dict[str, str] | None = None) -> None:
