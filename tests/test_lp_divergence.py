@@ -57,3 +57,27 @@ def test_an_exploding_network_warns_and_goes_on_with_on_divergence_warn():
         y = lp(x)
     r = lp.stats["forward"].residuals
     assert r[1] > 10 * r[0] and y.shape == x.shape and lp.divergence_warning
+
+
+
+class _ForcedFromZero:
+    """u_{i+1} = a u_i + 1 from u_0 = 0 (a = 0.9; coarse levels nearly the s-fold step): the
+    forcing, not u_0, sets the size of the states, as for a GRU's h_0 = 0."""
+
+    def step(self, u, i, level):
+        s = round(float(level.h(i[:1])[0]))
+        a = 0.9 ** s
+        return (a + 0.02 * (s > 1)) * u + (1 - a) / (1 - 0.9)
+
+
+def test_a_zero_initial_state_with_forcing_is_not_called_a_blow_up(monkeypatch):
+    """States of size ten are not "far beyond the size of the initial state" because that
+    state is zero: the guard sizes them by the first step. (The diagnosis is made to blame
+    a coarse level, as it did for a trained GRU whose coarse steps amplify slightly at h_0.)"""
+    from mgritlab.mgrit import MGRIT, divergence
+
+    monkeypatch.setattr(divergence, "diagnose", lambda blocks, u0: (True, "blamed"))
+    solver = MGRIT(_ForcedFromZero(), torch.linspace(0, 64, 65, dtype=torch.float64),
+                   max_levels=3, cf=4, max_iter=3, check_growth=True, divergence_factor=1e4)
+    res = solver.solve(torch.zeros(3, dtype=torch.float64))
+    assert res.iterations == 3 and res.residuals[-1] < 1e-2 * res.residuals[0]

@@ -44,6 +44,24 @@ def initial_scale(u0: torch.Tensor, fine: Level) -> float:
     return max(float(u0.abs().max()), 1e-300) * math.sqrt(n_c)
 
 
+def forced_scale(fine: LevelBlock, u0: torch.Tensor, partition=None) -> float:
+    """max(|u0|, |Φ_0(u0)|)·sqrt(N_c): as :func:`initial_scale`, with the first fine step.
+
+    A state that starts at zero (a recurrent network's h_0 = 0) is sized by its forcing (the
+    inputs x_t), which u0 alone does not show. The process that owns the first step takes
+    it; a reduction gives every process the same value (a collective: every process calls
+    it when one does, as the residual that triggers it is global)."""
+    size = 0.0
+    if fine.lo == 0 and fine.hi > 1:
+        with torch.no_grad():
+            first = fine.propagator.step(u0.unsqueeze(0), fine.phys[:1], fine.level)
+        size = float(first.abs().max()) if bool(torch.isfinite(first).all()) else 0.0
+    if partition is not None:
+        size = partition.norm(torch.tensor([size * size], dtype=torch.float64))
+    n_c = max(fine.level.N // (fine.level.cf or 1), 1)
+    return max(initial_scale(u0, fine.level), size * math.sqrt(n_c))
+
+
 def first_growth(residuals: list[float]) -> bool:
     """Whether the last iteration raised the residual for the first time in this solve (the
     growth check runs once per solve: its diagnosis costs a few steps)."""
@@ -61,7 +79,7 @@ def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, pa
     It raises on
 
     * a non-finite residual (naming where the first non-finite value came from);
-    * a residual beyond ``divergence_factor²`` times :func:`initial_scale` (blown up from the
+    * a residual beyond ``divergence_factor²`` times :func:`forced_scale` (blown up from the
       first iteration) when a coarse level is unstable, or beyond ``divergence_factor`` times
       the smallest residual so far;
     * with ``check_growth``: the first iteration that raises the residual, when a coarse level
@@ -76,7 +94,8 @@ def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, pa
         raise MGRITDivergenceError(
             f"MGRIT diverged: residual {res} after iteration {k}. {nonfinite_origin(blocks)}\n"
             + diagnose(blocks, u0)[1])
-    if res > divergence_factor**2 * initial_scale(u0, blocks[0].level):
+    if (res > divergence_factor**2 * initial_scale(u0, blocks[0].level)
+            and res > divergence_factor**2 * forced_scale(blocks[0], u0, partition)):
         unstable, message = diagnose(blocks, u0)
         if unstable:
             raise MGRITDivergenceError(
