@@ -34,10 +34,21 @@ from torch import nn
 
 from .frozen import FrozenDropout
 
+
+def sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """σ(z) = 1 / (1 + e^(−z)), with the same bits wherever z sits in a tensor.
+
+    ``torch.sigmoid``'s vectorised CPU kernel rounds some entries differently from its scalar
+    tail (about 1 in 10⁴ in float64), so its result for one state would depend on which other
+    states share the batch — and MGRIT's batches differ from one rank count to another. exp
+    and the IEEE divide round the same everywhere."""
+    return 1 / (1 + torch.exp(-z))
+
+
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
+    "sigmoid": sigmoid,
     "softplus": nn.functional.softplus,
     "identity": lambda z: z,
 }
@@ -46,8 +57,8 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 _DERIVATIVES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": lambda z: 1 - torch.tanh(z) ** 2,
     "relu": lambda z: (z > 0).to(z.dtype),
-    "sigmoid": lambda z: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
-    "softplus": torch.sigmoid,
+    "sigmoid": lambda z: sigmoid(z) * (1 - sigmoid(z)),
+    "softplus": sigmoid,
     "identity": torch.ones_like,
 }
 

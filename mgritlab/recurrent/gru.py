@@ -48,7 +48,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn.blocks import LayerStack, _col, as_slice
+from ..nn.blocks import LayerStack, _col, as_slice, sigmoid
 
 SCHEMES = ("classic", "implicit")
 
@@ -95,8 +95,8 @@ def gates(h: torch.Tensor, x: torch.Tensor, w_ih, w_hh, b_ih, b_hh):
     gh = torch.baddbmm(b_hh.unsqueeze(1), h, w_hh.transpose(1, 2))
     i_r, i_z, i_n = gi.chunk(3, dim=-1)
     h_r, h_z, h_n = gh.chunk(3, dim=-1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
+    r = sigmoid(i_r + h_r)      # not torch.sigmoid: see nn.blocks.sigmoid (batch independence)
+    z = sigmoid(i_z + h_z)
     n = torch.tanh(i_n + r * h_n)
     return z, n
 
