@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "mgritlab.mgrit.cli",
     "mgritlab.graphs.cli",
     "mgritlab.training_runs.cli",
+    "mgritlab.recurrent.cli",
 )
 
 

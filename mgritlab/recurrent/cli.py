@@ -1,0 +1,35 @@
+"""``python -m mgritlab experiment gru``: classic vs implicit vs layer-parallel implicit GRU."""
+from __future__ import annotations
+
+from ..mgrit.cli import positive_int
+
+
+def register_experiments(exp) -> None:
+    p = exp.add_parser("gru", help="Moon & Cyr 2022: classic, implicit and layer-parallel "
+                                   "implicit GRUs (3 levels, cf 4, T1 = 2, T2 = 1)")
+    p.add_argument("--data", default="basicmotions", choices=("basicmotions", "adding",
+                                                               "pattern"))
+    p.add_argument("--steps", type=positive_int, default=96, help="sequence length")
+    p.add_argument("--epochs", type=positive_int, default=60)
+    p.add_argument("--hidden", type=positive_int, default=32)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true", help="6 epochs, one seed")
+    p.add_argument("--out", default="runs/gru")
+    p.add_argument("--resume", action="store_true", help="keep finished runs in --out")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import torch
+
+    from .train import comparison, format_summary, summary
+
+    torch.set_num_threads(args.threads)
+    recs = comparison(args.data, quick=args.quick, seeds=tuple(args.seeds), out_dir=args.out,
+                      resume=args.resume, progress=not args.no_progress, steps=args.steps,
+                      epochs=args.epochs, hidden=args.hidden)
+    print(format_summary(summary(recs)))
+    print(f"records in {args.out}")
+    return 0
