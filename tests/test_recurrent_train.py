@@ -67,3 +67,24 @@ def test_cli_runs_the_comparison(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "pattern_N16_implicit_lp3x4_T21_H4L1" in out and "pattern_N16_classic_serial" in out
     assert len(list(tmp_path.glob("*.json"))) == 3
+
+
+def test_step_timing_and_its_model_on_one_process():
+    from mgritlab.recurrent.scaling import format_scaling, step_run
+
+    rec = step_run(steps=64, batch=4, hidden=4, repeat=1, model_ranks=(2, 16))
+    assert rec["size"] == 1 and rec["seconds"] > 0 and rec["serial_seconds"] > 0
+    m = rec["model_seconds"]
+    assert m["1"] > m["2"] > m["16"] > 0      # the critical path shrinks with ranks
+    assert rec["model_speedup"]["16"] == rec["serial_seconds"] / m["16"]
+    assert "| 64 |" in format_scaling([rec])
+
+
+@pytest.mark.mpi
+def test_step_timing_runs_under_mpiexec(tmp_path):
+    from mgritlab.recurrent.scaling import format_scaling, scaling
+
+    recs = scaling((32,), (1, 2), out=tmp_path, timeout=120, batch=4, hidden=4, repeat=1)
+    assert [r["size"] for r in recs] == [1, 2]
+    assert recs[0]["fwd_residuals"] == recs[1]["fwd_residuals"]   # the same solve
+    assert "| 32 |" in format_scaling(recs)
