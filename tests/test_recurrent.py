@@ -1,4 +1,5 @@
 """The GRU over the sequence on the layer contract: torch's GRU, exact gradients, stability."""
+import math
 from itertools import pairwise
 
 import pytest
@@ -174,3 +175,17 @@ def test_classic_gru_with_large_coarse_steps_diverges_with_advice_and_implicit_c
     out = m(x)
     assert m.layer_parallel().stats["forward"].converged
     assert torch.allclose(out, m.serial()(x), rtol=0, atol=1e-12)
+
+
+def test_coarse_levels_classic_gru_diverges_where_the_implicit_converges():
+    from mgritlab.recurrent.coarse import coarse_residuals
+
+    N, B, c, H = 64, 4, 3, 8
+    st = GRUStack(c, H, N, generator=torch.Generator().manual_seed(0))
+    x = StepInputs(_data(N, B, c, seed=12))
+    r = coarse_residuals(st, torch.zeros(B, H, dtype=F64), x, levels=3, cf=4)
+    assert r["classic"]["diverged"] and "did not converge" in r["classic"]["message"]
+    assert (r["classic"]["residuals"] and not math.isfinite(r["classic"]["residuals"][-1])) \
+        or r["classic"]["residuals"][-1] > r["implicit"]["residuals"][0]
+    imp = r["implicit"]
+    assert not imp["diverged"] and imp["residuals"][-1] < 1e-10 * imp["residuals"][0]
