@@ -1,0 +1,43 @@
+"""results/gru holds what the README's commands produce, and its tables are the records'."""
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from mgritlab.recurrent.scaling import format_scaling
+from mgritlab.recurrent.train import GRUConfig, format_summary, run_id, summary
+
+ROOT = Path(__file__).resolve().parents[1] / "results" / "gru"
+
+
+def _records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def test_kept_gru_runs_are_the_cli_defaults_finished():
+    recs = _records(ROOT)
+    base = GRUConfig(data="basicmotions", steps=96, epochs=60, hidden=32)  # the CLI defaults
+    want = {run_id(c, s) for s in (0, 1, 2) for c in (
+        replace(base, scheme="classic"), replace(base, scheme="implicit"),
+        replace(base, scheme="implicit", parallel=True))}
+    assert {r["id"] for r in recs} == want
+    for r in recs:
+        assert r["finished"] and r["epochs_done"] == 60, r["id"]
+        assert GRUConfig(**r["config"]) in {replace(base, scheme="classic"),
+                                             replace(base, scheme="implicit"),
+                                             replace(base, scheme="implicit", parallel=True)}
+        c = r["curves"]
+        e = r["best"]["epoch"]
+        assert r["best"]["test_acc"] == c["test_acc"][e - 1]
+        assert c["val_acc"][e - 1] == max(c["val_acc"])
+    readme = (ROOT / "README.md").read_text()
+    assert format_summary(summary(recs)) in readme
+
+
+def test_kept_scaling_runs_cover_the_lengths_and_match_the_readme():
+    recs = _records(ROOT / "scaling")
+    assert {(r["steps"], r["size"]) for r in recs} == {
+        (n, p) for n in (128, 256, 512, 1024, 2048, 4096) for p in (1, 2)}
+    by = {(r["steps"], r["size"]): r for r in recs}
+    for n in (128, 256, 512, 1024, 2048, 4096):
+        assert by[n, 1]["fwd_residuals"] == by[n, 2]["fwd_residuals"]   # the same iterates
+    assert format_scaling(recs) in (ROOT / "README.md").read_text()
