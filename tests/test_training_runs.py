@@ -295,3 +295,13 @@ def test_report_fills_every_field(tmp_path):
     assert (tmp_path / "speedup.png").stat().st_size > 1000
     with pytest.raises(FileNotFoundError, match=r"README\.in\.md"):
         write_report(tmp_path / "nowhere")
+
+
+def test_a_solve_the_guard_stopped_shows_the_iteration_it_stopped_at():
+    from mgritlab.training_runs.tables import iterations_text
+
+    base = {"converged": False, "iterations": 0, "residuals": []}
+    assert iterations_text({**base, "stop_reason": "MGRIT stagnated at residual 9.0e+00 "
+                                                   "(tol 1.3e-08) after iteration 32."}) == "32+"
+    assert iterations_text({**base, "iterations": 50, "stop_reason": ""}) == "50+"
+    assert iterations_text({"converged": True, "iterations": 7}) == "7"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from ..nn.runner import write_json_atomic
@@ -80,7 +81,16 @@ def run_table(number: int, *, out: str | Path | None = None, resume: bool = Fals
 
 
 def iterations_text(rec: dict) -> str:
-    return str(rec["iterations"]) if rec["converged"] else f"{rec['iterations']}+"
+    """'k' for a solve converged in k iterations, 'k+' for one stopped unconverged after k:
+    at the limit of 50, or earlier where the divergence guard stopped a stagnating or growing
+    solve (its stop reason names the iteration; the record keeps no residuals then)."""
+    if rec["converged"]:
+        return str(rec["iterations"])
+    k = rec["iterations"]
+    m = re.search(r"after iteration (\d+)", rec.get("stop_reason") or "")
+    if not k and m:
+        k = int(m.group(1))
+    return f"{k}+"
 
 
 def format_table(records: list[dict]) -> str:
