@@ -9,12 +9,12 @@ from mgritlab.recurrent.train import GRUConfig, format_summary, run_id, summary
 ROOT = Path(__file__).resolve().parents[1] / "results" / "gru"
 
 
-def _records(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+def _records(folder: Path, pattern: str = "*.json") -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob(pattern))]
 
 
 def test_kept_gru_runs_are_the_cli_defaults_finished():
-    recs = _records(ROOT)
+    recs = _records(ROOT, "basicmotions_*.json")
     base = GRUConfig(data="basicmotions", steps=96, epochs=60, hidden=32)  # the CLI defaults
     want = {run_id(c, s) for s in (0, 1, 2) for c in (
         replace(base, scheme="classic"), replace(base, scheme="implicit"),
@@ -41,3 +41,15 @@ def test_kept_scaling_runs_cover_the_lengths_and_match_the_readme():
     for n in (128, 256, 512, 1024, 2048, 4096):
         assert by[n, 1]["fwd_residuals"] == by[n, 2]["fwd_residuals"]   # the same iterates
     assert format_scaling(recs) in (ROOT / "README.md").read_text()
+
+
+def test_kept_coarse_comparison_is_what_the_command_computes():
+    from mgritlab.recurrent.coarse import basic_motions_comparison
+
+    kept = json.loads((ROOT / "coarse.json").read_text())
+    fresh = basic_motions_comparison()
+    assert kept["schemes"]["classic"]["diverged"] and fresh["schemes"]["classic"]["diverged"]
+    a, b = kept["schemes"]["implicit"], fresh["schemes"]["implicit"]
+    assert not a["diverged"] and len(a["residuals"]) == len(b["residuals"])
+    for x, y in zip(a["residuals"], b["residuals"]):
+        assert abs(x - y) <= 1e-6 * y

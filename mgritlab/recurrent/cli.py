@@ -7,6 +7,10 @@ from ..mgrit.cli import positive_int
 def register_experiments(exp) -> None:
     p = exp.add_parser("gru", help="Moon & Cyr 2022: classic, implicit and layer-parallel "
                                    "implicit GRUs (3 levels, cf 4, T1 = 2, T2 = 1)")
+    p.add_argument("what", nargs="?", default="compare", choices=("compare", "coarse"),
+                   help="compare: classic vs implicit vs layer-parallel training; coarse: the "
+                        "MGRIT residuals of the classic and implicit coarse steps "
+                        "(OUT/coarse.json)")
     p.add_argument("--data", default="basicmotions", choices=("basicmotions", "adding",
                                                                "pattern"))
     p.add_argument("--steps", type=positive_int, default=96, help="sequence length")
@@ -27,6 +31,20 @@ def _run(args) -> int:
     from .train import comparison, format_summary, summary
 
     torch.set_num_threads(args.threads)
+    if args.what == "coarse":
+        from pathlib import Path
+
+        from ..nn.runner import write_json_atomic
+        from .coarse import basic_motions_comparison
+
+        rec = basic_motions_comparison(hidden=args.hidden)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(rec, Path(args.out) / "coarse.json", indent=1)
+        for scheme, r in rec["schemes"].items():
+            state = "diverged" if r["diverged"] else "did not diverge"
+            print(f"{scheme}: {state}; residuals of {len(r['residuals'])} iterations: "
+                  + ", ".join(f"{v:.2e}" for v in r["residuals"]))
+        return 0
     recs = comparison(args.data, quick=args.quick, seeds=tuple(args.seeds), out_dir=args.out,
                       resume=args.resume, progress=not args.no_progress, steps=args.steps,
                       epochs=args.epochs, hidden=args.hidden)

@@ -67,3 +67,21 @@ class _quiet:
 
     def __exit__(self, *exc):
         return self._w.__exit__(*exc)
+
+
+def basic_motions_comparison(*, seed: int = 0, batch: int = 8, hidden: int = 32,
+                             levels: int = 3, cf: int = 4, max_iter: int = 20) -> dict:
+    """:func:`coarse_residuals` for a GRU with the initial weights of ``seed`` on the first
+    ``batch`` BasicMotions training sequences (float64): the record kept in results/gru."""
+    from .datasets import load_basic_motions
+    from .gru import StepInputs
+
+    data = load_basic_motions(dtype=torch.float64)
+    stack = GRUStack(data.channels, hidden, data.steps,
+                     generator=torch.Generator().manual_seed(seed))
+    x = data.x_train[:batch]
+    out = coarse_residuals(stack, torch.zeros(batch, hidden, dtype=torch.float64),
+                           StepInputs(x.transpose(0, 1)), levels=levels, cf=cf,
+                           max_iter=max_iter)
+    return {"seed": seed, "batch": batch, "hidden": hidden, "levels": levels, "cf": cf,
+            "steps": data.steps, "max_iter": max_iter, "schemes": out}
