@@ -32,18 +32,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+# one batch-independent sigmoid for the package (torch.sigmoid's vectorised CPU kernel rounds
+# some entries differently from its scalar tail: a state's value would depend on its batch)
+from ..problems.networks import sigmoid
 from .frozen import FrozenDropout
-
-
-def sigmoid(z: torch.Tensor) -> torch.Tensor:
-    """σ(z) = 1 / (1 + e^(−z)), with the same bits wherever z sits in a tensor.
-
-    ``torch.sigmoid``'s vectorised CPU kernel rounds some entries differently from its scalar
-    tail (about 1 in 10⁴ in float64), so its result for one state would depend on which other
-    states share the batch — and MGRIT's batches differ from one rank count to another. exp
-    and the IEEE divide round the same everywhere."""
-    return 1 / (1 + torch.exp(-z))
-
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,

@@ -95,7 +95,7 @@ def gates(h: torch.Tensor, x: torch.Tensor, w_ih, w_hh, b_ih, b_hh):
     gh = torch.baddbmm(b_hh.unsqueeze(1), h, w_hh.transpose(1, 2))
     i_r, i_z, i_n = gi.chunk(3, dim=-1)
     h_r, h_z, h_n = gh.chunk(3, dim=-1)
-    r = sigmoid(i_r + h_r)      # not torch.sigmoid: see nn.blocks.sigmoid (batch independence)
+    r = sigmoid(i_r + h_r)      # not torch.sigmoid: see problems.networks.sigmoid
     z = sigmoid(i_z + h_z)
     n = torch.tanh(i_n + r * h_n)
     return z, n
