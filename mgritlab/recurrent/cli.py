@@ -7,10 +7,11 @@ from ..mgrit.cli import positive_int
 def register_experiments(exp) -> None:
     p = exp.add_parser("gru", help="Moon & Cyr 2022: classic, implicit and layer-parallel "
                                    "implicit GRUs (3 levels, cf 4, T1 = 2, T2 = 1)")
-    p.add_argument("what", nargs="?", default="compare", choices=("compare", "coarse"),
+    p.add_argument("what", nargs="?", default="compare", choices=("compare", "coarse", "scaling"),
                    help="compare: classic vs implicit vs layer-parallel training; coarse: the "
                         "MGRIT residuals of the classic and implicit coarse steps "
-                        "(OUT/coarse.json)")
+                        "(OUT/coarse.json); scaling: seconds per training step against "
+                        "sequence length on 1 and 2 MPI ranks (OUT/scaling/)")
     p.add_argument("--data", default="basicmotions", choices=("basicmotions", "adding",
                                                                "pattern"))
     p.add_argument("--steps", type=positive_int, default=96, help="sequence length")
@@ -44,6 +45,12 @@ def _run(args) -> int:
             state = "diverged" if r["diverged"] else "did not diverge"
             print(f"{scheme}: {state}; residuals of {len(r['residuals'])} iterations: "
                   + ", ".join(f"{v:.2e}" for v in r["residuals"]))
+        return 0
+    if args.what == "scaling":
+        from .scaling import format_scaling, scaling
+
+        recs = scaling(out=f"{args.out}/scaling", resume=args.resume)
+        print(format_scaling(recs))
         return 0
     recs = comparison(args.data, quick=args.quick, seeds=tuple(args.seeds), out_dir=args.out,
                       resume=args.resume, progress=not args.no_progress, steps=args.steps,
