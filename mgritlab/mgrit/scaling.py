@@ -54,10 +54,10 @@ def heat2d(n: int = 48, tf: float = 0.5, kappa: float = 1.0, scheme: str = "back
     return GraphHeat(laplacian_2d(n), u0, kappa=kappa, scheme=scheme, tf=tf)
 
 
-def best_solve(solver, u0, part=None, repeat: int = 1, **solve_options):
-    """(seconds, result) of the fastest of ``repeat`` ``solver.solve(u0, **solve_options)``.
+def best_time(fn, part=None, repeat: int = 1):
+    """(seconds, result) of the fastest of ``repeat`` calls ``fn()``.
 
-    Each solve is timed between barriers of the partition ``part`` (None: one process), and
+    Each call is timed between barriers of the partition ``part`` (None: one process), and
     every rank keeps the same run — rank 0's fastest — so the records agree across ranks.
     """
     best, res = float("inf"), None
@@ -65,7 +65,7 @@ def best_solve(solver, u0, part=None, repeat: int = 1, **solve_options):
         if part is not None:
             part.barrier()
         start = time.perf_counter()
-        run = solver.solve(u0, **solve_options)
+        run = fn()
         if part is not None:
             part.barrier()
         seconds = time.perf_counter() - start
@@ -74,6 +74,12 @@ def best_solve(solver, u0, part=None, repeat: int = 1, **solve_options):
         if seconds < best:
             best, res = seconds, run
     return best, res
+
+
+def best_solve(solver, u0, part=None, repeat: int = 1, **solve_options):
+    """(seconds, result) of the fastest of ``repeat`` ``solver.solve(u0, **solve_options)``
+    (:func:`best_time`)."""
+    return best_time(lambda: solver.solve(u0, **solve_options), part, repeat)
 
 
 def heat2d_run(*, n: int = 48, nt: int = 257, levels: int = 3, cf: int = 4, tf: float = 0.5,

@@ -13,23 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from ..nn.runner import write_json_atomic
-
-
-def _best(fn, partition, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        if partition is not None:
-            partition.barrier()
-        t0 = time.perf_counter()
-        fn()
-        if partition is not None:
-            partition.barrier()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def step_run(*, steps: int = 4096, batch: int = 32, hidden: int = 32, levels: int = 3,
@@ -39,7 +25,7 @@ def step_run(*, steps: int = 4096, batch: int = 32, hidden: int = 32, levels: in
     import torch
     from torch import nn
 
-    from ..mgrit.scaling import machine
+    from ..mgrit.scaling import best_time, machine
     from ..mgrit.world import world_partition
     from ..nn.cost_model import epoch_model, layer_costs
     from .datasets import synthetic_sequences
@@ -66,14 +52,14 @@ def step_run(*, steps: int = 4096, batch: int = 32, hidden: int = 32, levels: in
     train_step(model)                      # warm-up: allocator, caches
     rec = dict(rank=rank, size=size, steps=steps, batch=batch, hidden=hidden, levels=levels,
                cf=cf, fwd_iters=fwd_iters, bwd_iters=bwd_iters,
-               seconds=_best(lambda: train_step(model), part, repeat),
+               seconds=best_time(lambda: train_step(model), part, repeat)[0],
                cores=machine()["cores"], threads=torch.get_num_threads())
     lp = model.layer_parallel()
     rec["fwd_residuals"] = lp.stats["forward"].residuals
     if size == 1:
         serial = model.serial()
         train_step(serial)
-        rec["serial_seconds"] = _best(lambda: train_step(serial), None, repeat)
+        rec["serial_seconds"] = best_time(lambda: train_step(serial), None, repeat)[0]
         h = torch.zeros(batch, model.gru.state_size)
         costs = layer_costs(model.gru, h, StepInputs(x.transpose(0, 1)), batch=1, reps=5)
         rec["layer_costs"] = costs
