@@ -151,6 +151,55 @@ def register_experiments(exp) -> None:
     p.add_argument("--progress", action="store_true", help="a progress bar per run")
     p.set_defaults(func=_mgrit_experiment)
 
+    p = exp.add_parser("admm", help="Wang et al.: pdADMM-G, pdADMM-G-Q and Adam on a GA-MLP "
+                                    "(CORA, CiteSeer; 2 and 10 layers)")
+    p.add_argument("what", nargs="?", default="compare", choices=("compare", "report"),
+                   help="compare: train every run into --out (finished runs are kept); "
+                        "report: the table of the finished runs in --out")
+    p.add_argument("--datasets", nargs="+", default=["Cora", "CiteSeer"])
+    p.add_argument("--depths", type=_depth, nargs="+", default=[2, 10])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true", help="a few iterations, one seed")
+    p.add_argument("--out", default="runs/admm")
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_admm_experiment)
+
+
+def _depth(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: a GA-MLP here has at least 2 layers")
+    return value
+
+
+def _admm_experiment(args) -> int:
+    import torch
+
+    from .admm_experiments import (
+        byte_savings,
+        comparison,
+        format_summary,
+        load_records,
+        summary,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.what == "compare":
+        seeds = args.seeds[:1] if args.quick else args.seeds
+        comparison(datasets=args.datasets, depths=args.depths, seeds=seeds, out=args.out,
+                   quick=args.quick, progress=not args.no_progress)
+    rows = summary(load_records(args.out))
+    if not rows:
+        print(f"no finished runs in {args.out}: run `experiment admm compare --out {args.out}`")
+        return 1
+    print(format_summary(rows))
+    for s in byte_savings(rows):
+        print(f"{s['dataset']}, {s['layers']} layers: pdADMM-G-Q sends {100 * s['saving']:.0f} % "
+              f"fewer bytes, test accuracy {s['accuracy_change']:+.1f} points")
+    return 0
+
 
 _LP_OPTIONS = ("levels", "cf", "fwd_iters", "bwd_iters", "relax", "cycle", "warm_start",
                "layout")

@@ -160,5 +160,10 @@ class MPIPartition(Partition):
         parts = self.comm.allgather(exact_partials(sq.double().cpu().tolist()))
         return math.sqrt(math.fsum(x for p in parts for x in p))
 
+    def fsum(self, values: list[float]) -> float:
+        """The exactly rounded sum of every rank's ``values``: the same float for any split."""
+        parts = self.comm.allgather(exact_partials([float(v) for v in values]))
+        return math.fsum(x for p in parts for x in p)
+
     def barrier(self) -> None:
         self.comm.Barrier()

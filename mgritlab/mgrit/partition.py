@@ -142,5 +142,9 @@ class SerialPartition(Partition):
         """
         return math.sqrt(math.fsum(sq.double().cpu().tolist()))
 
+    def fsum(self, values: list[float]) -> float:
+        """The exactly rounded sum of every rank's ``values`` (here: one rank's)."""
+        return math.fsum(values)
+
     def barrier(self) -> None:
         pass
