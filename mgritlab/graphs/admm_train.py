@@ -107,9 +107,11 @@ class ADMMRun:
 
 
 def deepen(weights, layers: int):
-    """The authors' staged training: insert identity hidden layers (W = I, b = 0) before the
-    output layer, so the deeper GA-MLP computes exactly what the trained shallower one did
-    (ReLU of a non-negative input is itself)."""
+    """Staged training (after the authors' 2 → 5 → 10 scripts): insert identity hidden layers
+    (W = I, b = 0) before the trained output layer, so the deeper GA-MLP computes exactly what
+    the trained shallower one did (ReLU of a non-negative input is itself). The authors keep
+    the layers before the output layer and start a new output layer instead, which does not
+    keep the function; keeping it is this package's choice."""
     W, b = weights[-2][0], weights[-2][1]
     width = W.shape[1]
     if weights[-1][0].shape[0] != width:
@@ -269,9 +271,13 @@ def _all_weights(st, part):
 
 def train_adam_run(dataset: str, layers: int, seed: int, *, hops: int = 5, hidden: int = 500,
                    epochs: int = 200, out_dir: str | Path | None = None, resume: bool = False,
-                   graph: gamlp.AugmentedGraph | None = None) -> dict:
-    """The Adam baseline on the same GA-MLP, kept as ``<dataset>_L<layers>_adam_seed<s>.json``."""
-    rid = f"{dataset.lower()}_L{layers}_adam_seed{seed}"
+                   graph: gamlp.AugmentedGraph | None = None, identity_hidden: bool = False
+                   ) -> dict:
+    """The Adam baseline on the same GA-MLP, kept as ``<dataset>_L<layers>_adam_seed<s>.json``
+    (He initialisation; ``identity_hidden``: hidden-to-hidden layers start at W = I, as the
+    deeper pdADMM-G stages do — ``…_adam-identity_…``)."""
+    kind = "adam-identity" if identity_hidden else "adam"
+    rid = f"{dataset.lower()}_L{layers}_{kind}_seed{seed}"
     path = Path(out_dir) / f"{rid}.json" if out_dir is not None else None
     if resume and path is not None:
         done = read_json(path)
@@ -279,7 +285,8 @@ def train_adam_run(dataset: str, layers: int, seed: int, *, hops: int = 5, hidde
             return done
     if graph is None:
         graph = gamlp.load_augmented(dataset, hops)
-    rec = gamlp.train_adam(graph, layers=layers, hidden=hidden, seed=seed, epochs=epochs)
+    rec = gamlp.train_adam(graph, layers=layers, hidden=hidden, seed=seed, epochs=epochs,
+                           identity_hidden=identity_hidden)
     rec.update(id=rid, dataset=dataset, hops=hops, finished=True, torch=torch.__version__)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

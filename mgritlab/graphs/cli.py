@@ -160,6 +160,9 @@ def register_experiments(exp) -> None:
     p.add_argument("--depths", type=_depth, nargs="+", default=[2, 10])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="a few iterations, one seed")
+    p.add_argument("--unstaged", action="store_true",
+                   help="train the deeper nets in one stage (identity hidden layers from the "
+                        "start) instead of the authors' 2 → 5 → L")
     p.add_argument("--out", default="runs/admm")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -189,15 +192,16 @@ def _admm_experiment(args) -> int:
     if args.what == "compare":
         seeds = args.seeds[:1] if args.quick else args.seeds
         comparison(datasets=args.datasets, depths=args.depths, seeds=seeds, out=args.out,
-                   quick=args.quick, progress=not args.no_progress)
+                   quick=args.quick, progress=not args.no_progress, unstaged=args.unstaged)
     rows = summary(load_records(args.out))
     if not rows:
         print(f"no finished runs in {args.out}: run `experiment admm compare --out {args.out}`")
         return 1
     print(format_summary(rows))
     for s in byte_savings(rows):
-        print(f"{s['dataset']}, {s['layers']} layers: pdADMM-G-Q sends {100 * s['saving']:.0f} % "
-              f"fewer bytes, test accuracy {s['accuracy_change']:+.1f} points")
+        print(f"{s['dataset']}, {s['layers']} layers, {s['method']}: the -Q variant sends "
+              f"{100 * s['saving']:.0f} % fewer bytes, test accuracy "
+              f"{s['accuracy_change']:+.1f} points")
     return 0
 
 
