@@ -467,8 +467,8 @@ def iterate(st: ADMMState, cfg: ADMMConfig, part: Partition | None = None,
     part = SerialPartition() if part is None else part
     nu, rho = cfg.nu, st.rho
     proj = cfg.grid.project if cfg.quantized else None
-    like = next(t for g in st.groups for t in (g.p, g.q) if t is not None)[0] \
-        if any(g.p is not None or g.q is not None for g in st.groups) else None
+    # every rank owns a p (layers ≥ 2) or a q (layers < L): the shape of one message
+    like = next(t for g in st.groups for t in (g.p, g.q) if t is not None)[0]
     with torch.no_grad():
         # q_{l-1}, u_{l-1} for every layer l that has an input variable (the previous iterate)
         q_prev = [st.q_ghost] if st.q_ghost is not None else []
@@ -488,7 +488,7 @@ def iterate(st: ADMMState, cfg: ADMMConfig, part: Partition | None = None,
                 g.p, p_gradient(g.p, g.W, g.b, g.z, qp, up, nu, rho),
                 lambda d, g=g: p_curvature(d, g.W, nu, rho),
                 g.tau_p / cfg.eta, cfg.eta, cfg.max_backtracks, proj)
-        p_right = _exchange_p(st, part, like, traffic, cfg) if like is not None else None
+        p_right = _exchange_p(st, part, like, traffic, cfg)
         # 2.–4. W, b, z
         for g in st.groups:
             p = g.p if g.p is not None else st.x.unsqueeze(0)
@@ -521,7 +521,7 @@ def iterate(st: ADMMState, cfg: ADMMConfig, part: Partition | None = None,
             sq += _bsum(r * r).tolist()
         if traffic is not None:
             _count_interfaces(st, traffic, cfg)
-        q_ghost = _exchange_q(st, part, like, traffic, cfg) if like is not None else None
+        q_ghost = _exchange_q(st, part, like, traffic, cfg)
         if q_ghost is not None:
             p_lo = owned_p[0]
             st.u_ghost = st.u_ghost + rho * (p_lo - q_ghost)

@@ -293,6 +293,3 @@ def train_adam_run(dataset: str, layers: int, seed: int, *, hops: int = 5, hidde
         write_json_atomic(rec, path)
     return rec
 
-
-def with_method(cfg: ADMMRun, method: str) -> ADMMRun:
-    return replace(cfg, method=method)
