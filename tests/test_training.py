@@ -122,11 +122,12 @@ def test_ctrl_c_finishes_the_epoch_and_resumes_exactly(cora, tmp_path, monkeypat
         return real_epoch(*a)
 
     monkeypatch.setattr(train_mod, "_epoch", epoch_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt, match="after epoch 2"):
+    with pytest.raises(KeyboardInterrupt, match="after epoch 2.*--resume") as stop:
         train(cfg, graph=cora, out_dir=tmp_path, progress=False)
     monkeypatch.setattr(train_mod, "_epoch", real_epoch)
     partial = json.loads((tmp_path / f"{cfg.name}_seed4.json").read_text())
     assert partial["epochs_run"] == 2 and not partial["finished"]
+    assert stop.value.partial_result["epochs_run"] == 2
     resumed = train(cfg, graph=cora, out_dir=tmp_path, progress=False, resume=True)
     assert resumed["curves"]["val_loss"] == full["curves"]["val_loss"]
 
@@ -234,3 +235,19 @@ def test_a_second_ctrl_c_says_what_was_lost():
 
     with pytest.raises(KeyboardInterrupt, match=r"second interrupt.*since the last checkpoint"):
         run_epochs(step, start=0, end=3, total=3, progress=False)
+
+
+def test_finish_run_writes_on_the_lead_rank_and_a_stopped_run_carries_its_record(tmp_path):
+    from mgritlab.nn.runner import finish_run
+
+    rec = {"epochs_done": 3}
+    assert finish_run(rec, stopped=False, what="x", json_path=tmp_path / "a.json") is rec
+    assert json.loads((tmp_path / "a.json").read_text()) == rec
+    finish_run(rec, stopped=False, what="x", json_path=tmp_path / "b.json", lead=False)
+    assert not (tmp_path / "b.json").exists()  # only rank 0 writes
+    with pytest.raises(KeyboardInterrupt, match=r"^run stopped; continue with resume=True \(c\)$"
+                       ) as stop:
+        finish_run(rec, stopped=True, what="run stopped", resume="resume=True (c)")
+    assert stop.value.partial_result is rec
+    with pytest.raises(KeyboardInterrupt, match="no checkpoint was written"):
+        finish_run(rec, stopped=True, what="run stopped")

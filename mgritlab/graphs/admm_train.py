@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 from ..mgrit.partition import Partition, SerialPartition
+from ..mgrit.world import any_rank
 from ..nn.runner import (
+    finish_run,
     load_checkpoint,
     no_best,
     read_json,
@@ -233,22 +235,14 @@ def train_admm(cfg: ADMMRun, seed: int = 0, *, out_dir: str | Path | None = None
         if part.rank == 0:
             write_json_atomic(record(False), json_path)
 
-    agree = None
-    if part.size > 1:
-        agree = lambda flag: bool(part.comm.allreduce(int(flag)))
     total = cfg.total_iterations
     stopped = run_epochs(step, start=start, end=total, total=total,
                          checkpoint=save if ckpt is not None else None, every=checkpoint_every,
-                         agree=agree, desc=rid, progress=progress)
+                         agree=lambda flag: any_rank(part, flag), desc=rid, progress=progress)
     rec = record(not stopped)
-    if json_path is not None and part.rank == 0:
-        write_json_atomic(rec, json_path)
-    if stopped:
-        err = KeyboardInterrupt(f"{rid} stopped after iteration {rec['iterations_done']}"
-                                + (f"; continue with resume=True ({ckpt})" if ckpt else ""))
-        err.partial_result = rec
-        raise err
-    return rec
+    return finish_run(rec, stopped=stopped, json_path=json_path, lead=part.rank == 0,
+                      what=f"{rid} stopped after iteration {rec['iterations_done']}",
+                      resume=f"resume=True ({ckpt})" if ckpt else None)
 
 
 def _deepened(st, layers, xt, yt, acfg, part, batched):

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from ..mgrit import MGRITDivergenceError
 from ..mgrit.world import any_rank, world_partition
 from ..nn.runner import (
+    finish_run,
     load_checkpoint,
     no_best,
     read_json,
@@ -514,11 +515,9 @@ def train(
         err.partial_result = result(diverged)
         raise
 
-    r = result()
-    if stopped:
-        raise KeyboardInterrupt(f"stopped after epoch {r['epochs_run']} (partial result "
-                                "written); rerun with --resume to continue")
-    return r
+    r = result()  # written by rank 0
+    return finish_run(r, stopped=stopped, resume="--resume (resume=True)",
+                      what=f"stopped after epoch {r['epochs_run']} (partial result written)")
 
 
 def _identity(cfg: dict) -> dict:

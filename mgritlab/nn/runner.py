@@ -5,6 +5,8 @@ What a run needs to survive a kill, a Ctrl-C or a corrupt file, in one place:
 - :func:`run_epochs` — the loop: a progress bar (tqdm), SIGINT/SIGTERM deferred to the end of
   the epoch (a second one stops at once), a checkpoint every ``every`` epochs, at the last one
   and when stopped, and on MPI ranks one agreed stopping epoch (``agree``);
+- :func:`finish_run` — the end of a run: rank 0 writes the record; a stopped run raises
+  KeyboardInterrupt carrying it as ``partial_result``, with how to continue;
 - :func:`save_atomic` / :func:`write_json_atomic` — a file is replaced only by a complete one
   (a unique temporary name in the same folder, then ``os.replace``), so a SIGKILL mid-write
   keeps the previous file and two runs writing into the same folder never share a temporary;
@@ -205,3 +207,20 @@ def run_epochs(step: Callable[[int], dict | None], *, start: int, end: int, tota
     finally:
         bar.close()
     return False
+
+
+def finish_run(record, *, stopped: bool, what: str, json_path: str | Path | None = None,
+               lead: bool = True, resume: str | None = None):
+    """The end of a resumable run: ``lead`` (rank 0) writes ``record`` to ``json_path``; a run
+    that a signal stopped (``run_epochs`` returned True) raises KeyboardInterrupt with
+    ``record`` as ``partial_result`` and the message ``what`` plus how to continue
+    (``resume``, e.g. ``"resume=True (run.ckpt.pt)"``; None when nothing was checkpointed).
+    Returns ``record`` otherwise."""
+    if json_path is not None and lead:
+        write_json_atomic(record, json_path)
+    if stopped:
+        err = KeyboardInterrupt(what + (f"; continue with {resume}" if resume else
+                                        "; no checkpoint was written, so it cannot be resumed"))
+        err.partial_result = record
+        raise err
+    return record

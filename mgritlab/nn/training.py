@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .runner import load_checkpoint, run_epochs, save_atomic
+from .runner import finish_run, load_checkpoint, run_epochs, save_atomic
 
 
 @dataclass
@@ -107,9 +107,5 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5
     stopped = run_epochs(step, start=start, end=epochs, total=epochs,
                          checkpoint=save if path is not None else None, every=checkpoint_every,
                          agree=agree, desc="train", progress=progress)
-    if stopped:
-        err = KeyboardInterrupt(f"stopped after epoch {len(hist.loss)}"
-                                + (f"; continue with resume=True from {path}" if path else ""))
-        err.partial_result = hist
-        raise err
-    return hist
+    return finish_run(hist, stopped=stopped, what=f"stopped after epoch {len(hist.loss)}",
+                      resume=f"resume=True from {path}" if path else None)

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..mgrit.world import any_rank
 from ..nn.runner import (
+    finish_run,
     load_checkpoint,
     no_best,
     read_json,
@@ -211,21 +213,15 @@ def train(cfg: GRUConfig, seed: int = 0, *, out_dir: str | Path | None = None,
                      "epoch": done, "rng": rng_state()}, ckpt)
         write_json_atomic(record(False), json_path)
 
-    agree = None
-    if partition is not None and partition.size > 1:
-        agree = lambda flag: bool(partition.comm.allreduce(int(flag)))
     stopped = run_epochs(step, start=start, end=cfg.epochs, total=cfg.epochs,
                          checkpoint=save if ckpt is not None else None, every=checkpoint_every,
-                         agree=agree, desc=cfg.name, progress=progress)
+                         agree=lambda flag: any_rank(partition, flag), desc=cfg.name,
+                         progress=progress)
     rec = record(not stopped)
-    if json_path is not None and (partition is None or partition.rank == 0):
-        write_json_atomic(rec, json_path)
-    if stopped:
-        err = KeyboardInterrupt(f"{cfg.name} stopped after epoch {rec['epochs_done']}"
-                                + (f"; continue with resume=True ({ckpt})" if ckpt else ""))
-        err.partial_result = rec
-        raise err
-    return rec
+    return finish_run(rec, stopped=stopped, json_path=json_path,
+                      lead=partition is None or partition.rank == 0,
+                      what=f"{cfg.name} stopped after epoch {rec['epochs_done']}",
+                      resume=f"resume=True ({ckpt})" if ckpt else None)
 
 
 def comparison(data: str = "basicmotions", *, quick: bool = False, seeds=(0, 1, 2),
