@@ -122,7 +122,7 @@ def test_ctrl_c_finishes_the_epoch_and_resumes_exactly(cora, tmp_path, monkeypat
         return real_epoch(*a)
 
     monkeypatch.setattr(train_mod, "_epoch", epoch_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt, match="after epoch 2.*--resume") as stop:
+    with pytest.raises(KeyboardInterrupt, match=r"after epoch 2.*--resume") as stop:
         train(cfg, graph=cora, out_dir=tmp_path, progress=False)
     monkeypatch.setattr(train_mod, "_epoch", real_epoch)
     partial = json.loads((tmp_path / f"{cfg.name}_seed4.json").read_text())
