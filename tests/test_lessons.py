@@ -38,6 +38,33 @@ def test_lesson_runs_quick(path, tmp_path):
     assert (tmp_path / f"{path.stem}.ipynb").exists()
     assert (tmp_path / f"{path.stem}.html").exists()
     assert (tmp_path / "summary.json").exists()
+    noise = _noise(nbformat.read(tmp_path / f"{path.stem}.ipynb", as_version=4))
+    assert not noise, f"{path.name}: outputs a reader should not see: {noise}"
+
+
+# outputs that are noise for a reader: object reprs of a discarded return value, library
+# deprecation warnings, the missing-widgets and unencrypted-kernel messages
+NOISE = ("object at 0x", "<torch._C.Generator", "DeprecationWarning", "FutureWarning",
+         "IProgress not found", "without encryption")
+
+
+def _noise(nb) -> list[str]:
+    found = []
+    for ci, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+            found += [f"cell {ci}: {pat!r}" for pat in NOISE if pat in text]
+    return found
+
+
+def test_noise_finder_sees_a_discarded_generator():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("torch.manual_seed(0)")]
+    nb.cells[0].outputs = [nbformat.v4.new_output(
+        "execute_result", data={"text/plain": "<torch._C.Generator at 0x7f>"}, execution_count=1)]
+    assert _noise(nb) == ["cell 0: '<torch._C.Generator'"]
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="loss 0.5\n")]
+    assert _noise(nb) == []
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
