@@ -48,10 +48,10 @@ def lp_config(levels: int, cf: int, alpha: float, *, layers: int = 64, epochs: i
     """The TrainConfig of one MGRIT run: the tuned serial settings, MGRIT with (levels, cf),
     T₁ = 2, T₂ = 1, and a shared α on all levels (or on the coarse levels only).
 
-    ``on_divergence='warn'`` (default here) trains on through a growing MGRIT residual, as
-    TorchBraid did in the thesis's runs (its α = 0 curves); the record keeps the solver's first
-    warning. 'raise' stops such a run at once (a recorded divergence). ``h``: the layer step
-    (default the preset's for this depth: 0.8 at 64 layers)."""
+    ``on_divergence='warn'`` (default here) trains on through a growing MGRIT residual, as the
+    thesis's α = 0 curves (shown to the last epoch) suggest its runs did; the record keeps the
+    solver's first warning. 'raise' stops such a run at once (a recorded divergence). ``h``: the
+    layer step (default the preset's for this depth: 0.8 at 64 layers)."""
     from .train import preset
 
     base = preset(dataset, layers)
