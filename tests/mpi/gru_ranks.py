@@ -5,7 +5,7 @@ Argument: a folder. Trains a small two-layer implicit GRU classifier (float64, 6
 parameters to ``digest_P.txt`` (rank 0): the wrapper compares 1, 2 and 3 ranks bitwise. Also
 checks that every rank ends with the same parameters, that a rank holds only its share of
 the states, and that exact mode equals autograd through the serial recurrence on P ranks.
-Each rank writes ``rank_P_r.txt`` with its verdict (no multi-rank stdout to parse).
+Each rank writes ``rank_P_r.txt`` with its verdict (``verdict.report``).
 """
 import hashlib
 import sys
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from mpi4py import MPI
+from verdict import report
 
 from mgritlab.mgrit.mpi import MPIPartition
 from mgritlab.recurrent.model import GRUClassifier
@@ -56,8 +57,4 @@ err = max(float((a - p.grad).norm() / p.grad.norm()) for a, p in zip(lp_grads, e
 if not err < 1e-10:
     problems.append(f"exact-mode gradient differs from autograd by {err:.2e}")
 
-(out / f"rank_{part.size}_{part.rank}.txt").write_text("OK\n" if not problems else
-                                                        "\n".join(problems) + "\n")
-if part.rank == 0:
-    (out / f"digest_{part.size}.txt").write_text(f"{digest}\n{losses}\n")
-sys.exit(0 if all(comm.allgather(not problems)) else 1)
+report(out, comm, problems, f"{digest}\n{losses}\n")

@@ -8,12 +8,5 @@ pytestmark = pytest.mark.mpi
 SCRIPT = Path(__file__).with_name("gru_ranks.py")
 
 
-def test_gru_losses_and_parameters_identical_on_1_2_3_ranks(mpirun, tmp_path):
-    digests = {}
-    for n in (1, 2, 3):
-        mpirun(SCRIPT, n, tmp_path, timeout=180)
-        for r in range(n):
-            verdict = (tmp_path / f"rank_{n}_{r}.txt").read_text()
-            assert verdict == "OK\n", f"{n} ranks, rank {r}: {verdict}"
-        digests[n] = (tmp_path / f"digest_{n}.txt").read_text()
-    assert digests[1] == digests[2] == digests[3], digests
+def test_gru_losses_and_parameters_identical_on_1_2_3_ranks(same_on_ranks):
+    same_on_ranks(SCRIPT, (1, 2, 3), timeout=180)
