@@ -64,6 +64,11 @@ def test_best_alpha_selects_by_validation_not_test():
     assert mx.best_alpha([unstable, rec(2.5, 0.78, 0.90)]) == {(2, 2): 2.5}
     assert mx.best_alpha([unstable, rec(2.5, 0.78, 0.90)], allow_unstable=True) == {(2, 2): 1.0}
     assert mx.best_alpha([unstable]) == {}
+    # a run still training (a partial record in --out) does not count, whatever it shows
+    partial = {**rec(2.5, 0.95, 0.95), "seed": 1, "finished": False}
+    assert mx.best_alpha([rec(1.0, 0.80, 0.70), rec(2.5, 0.78, 0.90), partial]) == {(2, 2): 1.0}
+    low = {**rec(1.0, 0.10, 0.10), "seed": 1, "finished": False}
+    assert mx.best_alpha([rec(1.0, 0.80, 0.70), rec(2.5, 0.78, 0.90), low]) == {(2, 2): 1.0}
 
 
 def test_coarse_only_runs_put_alpha_on_the_coarse_levels_only(cora, tmp_path):

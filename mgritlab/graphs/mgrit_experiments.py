@@ -319,9 +319,12 @@ def best_alpha(records: list[dict], *, allow_unstable: bool = False) -> dict:
     recommend, even where one seed's accuracy happens to be high (seed 0 of 2 levels, cf 4,
     α = 1 in ``results/pdegcn_mgrit``); a hierarchy with no stable α is then absent. The
     thesis does not say how it treated such runs; ``allow_unstable=True`` selects among them.
+    A partial run (stopped before its last epoch, e.g. one still training in ``--out``) is
+    left out: its best validation accuracy so far is no measure of the configuration.
     """
     best: dict[tuple, tuple] = {}
-    for row in aggregate([r for r in records if r["experiment"] == "alpha"]):
+    ended = [r for r in records if r["experiment"] == "alpha" and (r["finished"] or r["diverged"])]
+    for row in aggregate(ended):
         if row["diverged"] or (row["warned"] and not allow_unstable):
             continue
         key = (row["levels"], row["cf"])
@@ -333,10 +336,11 @@ def best_alpha(records: list[dict], *, allow_unstable: bool = False) -> dict:
 def format_table(records: list[dict]) -> str:
     """Test accuracy at best validation accuracy per configuration (mean ± std over seeds),
     with the layer-parallel forward and the exact serial forward; 'unstable' counts the runs
-    whose MGRIT residual grew (on_divergence='warn'), 'diverged' those that stopped."""
+    whose MGRIT residual grew (on_divergence='warn'), 'diverged' those that stopped, and
+    'partial' those still short of their last epoch (their best so far is in the means)."""
     lines = [f"{'experiment':<12} {'L':>3} {'lv':>2} {'cf':>2} {'α':>5} {'where':<7} "
              f"{'val %':>6} {'test % (LP fwd)':>16} {'serial fwd':>10} {'seeds':>5} "
-             f"{'unstable':>8} {'diverged':>8}"]
+             f"{'unstable':>8} {'diverged':>8} {'partial':>7}"]
     for r in aggregate(records):
         where = "coarse" if r["coarse_only"] else ("all" if r["alpha"] else "-")
         lines.append(
@@ -344,7 +348,7 @@ def format_table(records: list[dict]) -> str:
             f"{r['alpha']:>5g} {where:<7} {100 * r['val_mean']:>6.2f} "
             f"{100 * r['test_mean']:>8.2f} ± {100 * r['test_std']:<5.2f} "
             f"{100 * r['serial_test_mean']:>10.2f} {r['seeds']:>5} {r['warned']:>8} "
-            f"{r['diverged']:>8}")
+            f"{r['diverged']:>8} {r['seeds'] - r['finished'] - r['diverged']:>7}")
     return "\n".join(lines)
 
 
