@@ -156,6 +156,45 @@ def run_mpi(command: list[str], n: int, *, timeout: float | None = 120.0,
     return subprocess.CompletedProcess(args, proc.returncode, out, "")
 
 
+def mpi_call(function: str, ranks: int, *, timeout: float | None = 600.0, **options):
+    """``function(**options)`` — ``"module:name"`` of a package function — on every rank of
+    ``mpiexec -n ranks`` (one process per rank, killed whole after ``timeout``); returns rank
+    0's return value, which must be JSON-serialisable (a record). A failed run raises a
+    RuntimeError with the end of its output. The one launcher of the package's MPI timing
+    runs (``python -m mgritlab.cluster`` is its worker)."""
+    import json
+    import tempfile
+
+    if function.count(":") != 1:
+        raise ValueError(f"function={function!r}: give 'package.module:function'")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "result.json")
+        proc = run_mpi([sys.executable, "-m", "mgritlab.cluster", function,
+                        json.dumps(options), str(out)], ranks, timeout=timeout)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"{function} on {ranks} MPI rank(s) failed (exit "
+                               f"{proc.returncode}):\n{(proc.stdout or '')[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def _call_worker(argv: list[str]) -> int:
+    """``python -m mgritlab.cluster MODULE:FUNCTION OPTIONS_JSON OUT`` under mpiexec: every
+    rank calls the function; rank 0 writes its return value to OUT (:func:`mpi_call`)."""
+    import importlib
+    import json
+
+    from mpi4py import MPI
+
+    function, options, out = argv
+    module, name = function.split(":")
+    result = getattr(importlib.import_module(module), name)(**json.loads(options))
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        tmp = Path(f"{out}.part")
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, out)  # a complete file or none
+    return 0
+
+
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
@@ -447,3 +486,7 @@ def mpi_hello() -> dict:
     comm = MPI.COMM_WORLD
     return dict(rank=comm.Get_rank(), size=comm.Get_size(),
                 allreduce=comm.allreduce(comm.Get_rank() + 1))
+
+
+if __name__ == "__main__":
+    raise SystemExit(_call_worker(sys.argv[1:]))

@@ -4,8 +4,8 @@ and in one process otherwise — the same call gives the same numbers either way
 
 - :func:`mgrit_run`: a model problem (:mod:`mgritlab.problems` registry) solved with MGRIT;
 - :func:`train_layer_parallel`: an ODE-net classifier trained layer-parallel;
-- :func:`train_pdegcn_layer_parallel`: layer-parallel PDE-GCN-D training on CORA
-  (``python -m mgritlab.tasks CONFIG.json OUT.json [EPOCHS]`` under mpiexec).
+- :func:`train_pdegcn_layer_parallel`: layer-parallel PDE-GCN-D training on CORA (under
+  mpiexec through :func:`mgritlab.cluster.mpi_call`).
 
 It sits above every other module (it imports from all of them); where a process runs is
 decided in one place, :mod:`mgritlab.mgrit.world`."""
@@ -110,29 +110,3 @@ def train_pdegcn_layer_parallel(config: dict, *, epochs: int | None = None,
             "layers_held": r["layers_per_rank"], "held_bytes": r["held_bytes"],
             "test_acc_at_best_val": r["test_acc_at_best_val"],
             "serial_test_acc_at_best_val": r["serial_test_acc_at_best_val"]}
-
-
-def main(argv=None) -> int:
-    """``mpiexec -n P python -m mgritlab.tasks CONFIG.json OUT.json [EPOCHS]``: train on
-    all ranks; rank 0 writes its record (used to time runs on several ranks)."""
-    import json
-    import sys
-    from pathlib import Path
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (2, 3):
-        print(main.__doc__, file=sys.stderr)
-        return 2
-    config = json.loads(Path(args[0]).read_text())
-    rec = train_pdegcn_layer_parallel(config, epochs=int(args[2]) if len(args) == 3 else None)
-    if rec["rank"] == 0:
-        from .nn.runner import write_json_atomic
-
-        write_json_atomic(rec, args[1])
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

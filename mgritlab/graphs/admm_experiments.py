@@ -163,10 +163,10 @@ def iteration_seconds(*, layers: int = 10, hidden: int = 500, dataset: str = "Co
             "seconds": seconds, **traffic.as_dict()}
 
 
-def _timing_worker(out: str, layers: int, method: str, repeat: int) -> None:
-    """Under mpiexec: :func:`iteration_seconds` on the MPI ranks; rank 0 writes ``out``."""
-    import json
-
+def iteration_seconds_on_world(*, layers: int = 10, method: str = "pdadmm-g",
+                               repeat: int = 7) -> dict:
+    """:func:`iteration_seconds` with the layers split over MPI.COMM_WORLD (run on every rank,
+    one torch thread each); rank 0's record also lists every rank's bytes sent across ranks."""
     import torch
 
     from ..mgrit.mpi import MPIPartition
@@ -177,30 +177,14 @@ def _timing_worker(out: str, layers: int, method: str, repeat: int) -> None:
     recs = part.comm.gather(rec, root=0)
     if part.rank == 0:
         rec["rank_bytes"] = [r["rank_bytes"] for r in recs]
-        Path(out).write_text(json.dumps(rec))
+    return rec
 
 
 def ranks_seconds(ranks: int, *, layers: int = 10, method: str = "pdadmm-g", repeat: int = 7,
                   timeout: float = 600) -> dict:
     """:func:`iteration_seconds` on ``ranks`` MPI ranks (launched with mpiexec, one torch
     thread each; killed whole after ``timeout``)."""
-    import json
-    import sys
-    import tempfile
+    from ..cluster import mpi_call
 
-    from ..cluster import run_mpi
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "timing.json"
-        proc = run_mpi([sys.executable, "-m", "mgritlab.graphs.admm_experiments", str(out),
-                        str(layers), method, str(repeat)], ranks, timeout=timeout)
-        if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"the {ranks}-rank timing failed (exit {proc.returncode}):\n"
-                               f"{(proc.stdout or '')[-2000:]}")
-        return json.loads(out.read_text())
-
-
-if __name__ == "__main__":
-    import sys
-
-    _timing_worker(sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    return mpi_call("mgritlab.graphs.admm_experiments:iteration_seconds_on_world", ranks,
+                    timeout=timeout, layers=layers, method=method, repeat=repeat)

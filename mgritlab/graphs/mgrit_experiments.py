@@ -26,7 +26,6 @@ with the exact serial forward.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -202,16 +201,14 @@ def parallel_sweep(best: dict, *, layers_list=(64, 256), epochs=None, seeds=None
 def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float = 3600.0
                            ) -> dict:
     """Wall seconds of the training step (median over ``epochs`` after the first) of ``cfg``
-    on ``ranks`` MPI ranks, by phase (rank 0's clock): ``mpiexec -n ranks python -m
-    mgritlab.tasks`` (one torch thread per rank); where ``ranks`` is 1 the same training in
-    this process, on one thread."""
-    import sys
-    import tempfile
+    on ``ranks`` MPI ranks, by phase (rank 0's clock): ``tasks.train_pdegcn_layer_parallel``
+    under ``mpiexec -n ranks`` (one torch thread per rank); where ``ranks`` is 1 the same
+    training in this process, on one thread."""
     from dataclasses import asdict
 
     import torch
 
-    from ..cluster import run_mpi
+    from ..cluster import mpi_call
     from .train import TrainConfig, train
 
     if not cfg.layer_parallel:
@@ -226,14 +223,8 @@ def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float =
         finally:
             torch.set_num_threads(threads)
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            cpath, opath = Path(tmp, "config.json"), Path(tmp, "record.json")
-            cpath.write_text(json.dumps(config))
-            proc = run_mpi([sys.executable, "-m", "mgritlab.tasks", str(cpath),
-                            str(opath)], ranks, timeout=timeout)
-            if proc.returncode != 0:
-                raise RuntimeError(f"the {ranks}-rank timing run failed:\n{proc.stdout}")
-            rec = json.loads(opath.read_text())
+        rec = mpi_call("mgritlab.tasks:train_pdegcn_layer_parallel", ranks, timeout=timeout,
+                       config=config)
     c = rec["curves"]
     step = [t - e for t, e in zip(c["seconds"], c["seconds_eval"])][1:] or c["seconds"]
     out = {"ranks": ranks, "layers": cfg.layers, "levels": cfg.levels, "cf": cfg.cf,

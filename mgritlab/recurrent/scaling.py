@@ -6,13 +6,11 @@ synthetic task at ``steps`` steps, one implicit-GRU classifier, the best of ``re
 training steps (forward T₁ + adjoint T₂ + design gradient + Adam) between barriers; on one
 process also the serial step (back-propagation through the recurrence) and the per-step costs
 that the model turns into the time on 64 (or any) ranks. ``scaling`` launches it for each
-(length, rank count) and keeps rank 0's records as JSON. Ranks never print results.
+(length, rank count) (:func:`mgritlab.cluster.mpi_call`) and keeps rank 0's records as JSON.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..nn.runner import write_json_atomic
@@ -80,7 +78,7 @@ def scaling(lengths=(128, 256, 512, 1024, 2048, 4096), ranks=(1, 2), *, out: str
             timeout: float = 600, resume: bool = False, **options) -> list[dict]:
     """``step_run(steps=N, **options)`` under ``mpiexec -n P`` for each N and P; rank 0's
     records, each kept as ``out/step_N{N}_P{P}.json``; a RuntimeError if a run fails."""
-    from ..cluster import run_mpi
+    from ..cluster import mpi_call
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,12 +87,9 @@ def scaling(lengths=(128, 256, 512, 1024, 2048, 4096), ranks=(1, 2), *, out: str
         for p in ranks:
             path = out / f"step_N{n}_P{p}.json"
             if not (resume and path.exists()):
-                args = [sys.executable, "-m", "mgritlab.recurrent.scaling", "--json",
-                        str(path), "--options", json.dumps({**options, "steps": n})]
-                proc = run_mpi(args, p, timeout=timeout)
-                if proc.returncode != 0 or not path.exists():
-                    raise RuntimeError(f"the {p}-rank run at {n} steps failed (exit "
-                                       f"{proc.returncode}):\n{proc.stdout[-3000:]}")
+                write_json_atomic(mpi_call("mgritlab.recurrent.scaling:step_run", p,
+                                           timeout=timeout, **{**options, "steps": n}),
+                                  path, indent=1)
             records.append(json.loads(path.read_text()))
     return records
 
@@ -114,18 +109,3 @@ def format_scaling(records: list[dict]) -> str:
                      f"{two['seconds'] if two else float('nan'):.3f} | {ratio} | "
                      f"{one['model_speedup'].get('64', float('nan')):.1f}× |")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="one GRU training-step timing run (all ranks)")
-    ap.add_argument("--json", required=True, help="rank 0 writes its record here")
-    ap.add_argument("--options", default="{}", help="step_run options as JSON")
-    args = ap.parse_args(argv)
-    rec = step_run(**json.loads(args.options))
-    if rec["rank"] == 0:
-        write_json_atomic(rec, args.json, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

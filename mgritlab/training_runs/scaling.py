@@ -3,14 +3,11 @@ MPI ranks (``MPIPartition``, the split of whole coarsest intervals), identical r
 histories, wall time per rank count.
 
 ``scaling_run`` is what every rank executes (under ``mpiexec``; serial in one process);
-``strong_scaling`` launches it for each rank count and keeps rank 0's record as JSON.
-Ranks never print results: rank 0 writes the file (stdout of several ranks interleaves).
+``strong_scaling`` launches it for each rank count (:func:`mgritlab.cluster.mpi_call`) and
+keeps rank 0's record as JSON.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 from ..nn.runner import write_json_atomic
@@ -53,33 +50,14 @@ def strong_scaling(ranks=(1, 2), *, out: str | Path, timeout: float = 600, **opt
                    ) -> list[dict]:
     """``scaling_run(**options)`` under ``mpiexec -n P`` for each P in ``ranks``; rank 0's
     records, each kept as ``out/scaling_P{P}.json``; a RuntimeError if a run fails."""
-    from ..cluster import run_mpi
+    from ..cluster import mpi_call
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for p in ranks:
-        path = out / f"scaling_P{p}.json"
-        args = [sys.executable, "-m", "mgritlab.training_runs.scaling", "--json", str(path),
-                "--options", json.dumps(options)]
-        proc = run_mpi(args, p, timeout=timeout)
-        if proc.returncode != 0 or not path.exists():
-            raise RuntimeError(f"the {p}-rank scaling run failed (exit {proc.returncode}):\n"
-                               f"{proc.stdout[-3000:]}")
-        records.append(json.loads(path.read_text()))
+        rec = mpi_call("mgritlab.training_runs.scaling:scaling_run", p, timeout=timeout,
+                       **options)
+        write_json_atomic(rec, out / f"scaling_P{p}.json", indent=1)
+        records.append(rec)
     return records
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="one strong-scaling run (all ranks)")
-    ap.add_argument("--json", required=True, help="rank 0 writes its record here")
-    ap.add_argument("--options", default="{}", help="scaling_run options as JSON")
-    args = ap.parse_args(argv)
-    rec = scaling_run(**json.loads(args.options))
-    if rec["rank"] == 0:
-        write_json_atomic(rec, args.json, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

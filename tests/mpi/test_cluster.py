@@ -89,3 +89,14 @@ def test_a_killed_kernel_leaves_no_controller_mpiexec_or_engine(tmp_path):
             kernel.kill()
         if run_id:
             kill_tagged(run_id)
+
+
+def test_mpi_call_returns_rank_0s_record_and_a_failure_shows_the_ranks_error():
+    from mgritlab.cluster import mpi_call
+
+    assert mpi_call("mgritlab.cluster:mpi_hello", 2, timeout=60) == {
+        "rank": 0, "size": 2, "allreduce": 3}
+    with pytest.raises(RuntimeError, match=r"(?s)on 2 MPI rank\(s\) failed.*relax"):
+        mpi_call("mgritlab.tasks:mgrit_run", 2, timeout=60, relax="X")
+    with pytest.raises(ValueError, match="module:function"):
+        mpi_call("mgritlab.tasks.mgrit_run", 2)
