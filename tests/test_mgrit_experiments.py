@@ -71,6 +71,23 @@ def test_best_alpha_selects_by_validation_not_test():
     assert mx.best_alpha([rec(1.0, 0.80, 0.70), rec(2.5, 0.78, 0.90), low]) == {(2, 2): 1.0}
 
 
+def test_report_counts_the_finished_runs_and_names_the_best_alpha():
+    def rec(exp, lv, cf, a, val, seed=0, finished=True):
+        return {"experiment": exp, "layers": 64, "levels": lv, "cf": cf, "alpha": a,
+                "coarse_only": False, "seed": seed, "best_val_acc": val,
+                "test_acc_at_best_val": val, "serial_test_acc_at_best_val": val,
+                "diverged": None, "finished": finished, "best_epoch": 3}
+    recs = [rec("serial", 1, None, 0.0, 0.80), rec("alpha", 2, 2, 1.0, 0.81),
+            rec("alpha", 2, 2, 2.5, 0.79), rec("alpha", 2, 2, 2.5, 0.99, seed=1, finished=False)]
+    text = mx.report(recs)
+    assert "serial 1 of 3, α sweep 2 of 72, α on the coarse levels only (fig. 5.10) 0 of 12" \
+        in text
+    assert "1 partial run(s) left out" in text
+    assert "best α at 2 levels, cf 2: 1 (1 seed(s)); thesis 1" in text
+    assert "best α at 3 levels, cf 4: none stable yet; thesis 5" in text
+    assert "99.00" not in text  # the partial run is in no mean
+
+
 def test_coarse_only_runs_put_alpha_on_the_coarse_levels_only(cora, tmp_path):
     # α = 1 is below the 1.13 that level 2 (step 8) needs: reported, training goes on
     with pytest.warns(RuntimeWarning, match=r"(?s)level 2 \(step 8\).*α ≥ 1\.13"):
@@ -176,3 +193,14 @@ def test_parallel_sweep_trains_serial_and_each_hierarchy_per_depth(cora, tmp_pat
     assert got == [(8, "serial", 1, None, 0.0), (8, "alpha", 2, 2, 1.0),
                    (16, "serial", 1, None, 0.0), (16, "alpha", 2, 2, 1.0),
                    (16, "alpha", 3, 4, 2.5)]
+
+
+def test_the_readme_table_is_the_kept_records():
+    from pathlib import Path
+
+    kept = Path(__file__).resolve().parents[1] / "results" / "pdegcn_mgrit"
+    if not sorted(kept.glob("*_seed*.json")):
+        pytest.skip("no kept MGRIT results yet")
+    assert mx.format_table(mx.load(kept)) in (kept / "README.md").read_text(), (
+        "results/pdegcn_mgrit/README.md: paste the table of `python -m mgritlab experiment "
+        "pdegcn-mgrit report --out results/pdegcn_mgrit`")

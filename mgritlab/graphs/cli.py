@@ -134,11 +134,12 @@ def register_experiments(exp) -> None:
     p = exp.add_parser("pdegcn-mgrit",
                        help="thesis §5.2: PDE-GCN-D trained with MGRIT, α per (levels, cf)")
     p.add_argument("what", nargs="?", default="all",
-                   choices=("alpha", "coarse", "serial", "all", "parallel"),
+                   choices=("alpha", "coarse", "serial", "all", "parallel", "report"),
                    help="alpha: figs. 5.6-5.9; coarse: fig. 5.10 (α on the coarse levels "
                         "only, at the best α of the alpha sweep); serial: the reference; all: "
                         "these three; parallel: figs. 5.11-5.13 (64 and 256 layers at the best "
-                        "α of the finished alpha sweep in --out, timed on 1 and 2 ranks)")
+                        "α of the finished alpha sweep in --out, timed on 1 and 2 ranks); report: "
+                        "what --out holds (finished runs, best α, the table)")
     p.add_argument("--dataset", default="Cora")
     p.add_argument("--quick", action="store_true", help="16 layers, 6 epochs, one seed (minutes)")
     p.add_argument("--layers", type=positive_int, default=None)
@@ -343,6 +344,9 @@ def _mgrit_experiment(args) -> int:
     common = dict(quick=args.quick, layers=args.layers, epochs=args.epochs, seeds=args.seeds,
                   dataset=args.dataset, out_dir=args.out, resume=args.resume,
                   progress=args.progress)
+    if args.what == "report":
+        print(mx.report(mx.load(args.out)))
+        return 0
     records = []
     try:
         graph = load_graph(args.dataset)

@@ -15,8 +15,9 @@ authors' settings). The experiments:
 * :func:`stable_alpha` — the analysis the thesis left open (§6.2): the smallest α per level
   from the linearised layer's spectrum, to set beside the best α of the sweep.
 
-An explicit coarse level past its stability limit makes the MGRIT residual grow. As in the
-thesis's runs (TorchBraid), the sweeps train on through it (``on_divergence='warn'``) and keep
+An explicit coarse level past its stability limit makes the MGRIT residual grow. As the
+thesis's α = 0 curves (shown to the last epoch) suggest its runs did, the sweeps train on
+through it (``on_divergence='warn'``) and keep
 the solver's first warning — which names the level and the α that would stabilise it — in the
 record; a run whose states turn non-finite, or one trained with ``on_divergence='raise'``, is
 recorded as diverged at that epoch, with the curves up to there.
@@ -332,7 +333,10 @@ def format_table(records: list[dict]) -> str:
     lines = [f"{'experiment':<12} {'L':>3} {'lv':>2} {'cf':>2} {'α':>5} {'where':<7} "
              f"{'val %':>6} {'test % (LP fwd)':>16} {'serial fwd':>10} {'seeds':>5} "
              f"{'unstable':>8} {'diverged':>8} {'partial':>7}"]
-    for r in aggregate(records):
+    order = {"serial": 0, "alpha": 1, "coarse_only": 2}
+    rows = sorted(aggregate(records), key=lambda r: (r["layers"], order.get(r["experiment"], 3),
+                                                     r["levels"], r["cf"] or 0, r["alpha"]))
+    for r in rows:
         where = "coarse" if r["coarse_only"] else ("all" if r["alpha"] else "-")
         lines.append(
             f"{r['experiment']:<12} {r['layers']:>3} {r['levels']:>2} {r['cf'] or '-':>2} "
@@ -341,6 +345,32 @@ def format_table(records: list[dict]) -> str:
             f"{100 * r['serial_test_mean']:>10.2f} {r['seeds']:>5} {r['warned']:>8} "
             f"{r['diverged']:>8} {r['seeds'] - r['finished'] - r['diverged']:>7}")
     return "\n".join(lines)
+
+
+def report(records: list[dict], *, seeds=(0, 1, 2)) -> str:
+    """What a kept sweep holds: finished runs of the serial reference, the α sweep and fig.
+    5.10 against the full protocol (``seeds``), the best α per (levels, cf) from the finished
+    runs (with the seeds it rests on) beside the thesis's, and :func:`format_table`."""
+    ended = [r for r in records if r["finished"] or r["diverged"]]
+    n = len(seeds)
+
+    def count(exp, layers=64):
+        return sum(r["experiment"] == exp and r["layers"] == layers for r in ended)
+
+    partial = len(records) - len(ended)
+    lines = [f"finished at 64 layers: serial {count('serial')} of {n}, α sweep "
+             f"{count('alpha')} of {len(HIERARCHIES) * len(ALPHAS) * n}, α on the coarse levels "
+             f"only (fig. 5.10) {count('coarse_only')} of {len(HIERARCHIES) * n}"
+             + (f"; {partial} partial run(s) left out" if partial else "")]
+    best = best_alpha(ended)
+    for key, thesis in THESIS_BEST_ALPHA.items():
+        a = best.get(key)
+        used = sum(r["experiment"] == "alpha" and (r["levels"], r["cf"]) == key
+                   and r["alpha"] == a for r in ended)
+        lines.append(f"best α at {key[0]} levels, cf {key[1]}: "
+                     + (f"{a:g} ({used} seed(s))" if a is not None else "none stable yet")
+                     + f"; thesis {thesis:g}")
+    return "\n".join(lines) + "\n\n" + format_table(ended)
 
 
 def load(out_dir) -> list[dict]:
