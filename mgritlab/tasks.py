@@ -5,7 +5,8 @@ and in one process otherwise — the same call gives the same numbers either way
 - :func:`mgrit_run`: a model problem (:mod:`mgritlab.problems` registry) solved with MGRIT;
 - :func:`train_layer_parallel`: an ODE-net classifier trained layer-parallel;
 - :func:`train_pdegcn_layer_parallel`: layer-parallel PDE-GCN-D training on CORA (under
-  mpiexec through :func:`mgritlab.cluster.mpi_call`).
+  mpiexec through :func:`mgritlab.cluster.mpi_call`);
+- :func:`pdadmm_run`: pdADMM-G(-Q) iterations on a GA-MLP with its layers split over the ranks.
 
 It sits above every other module (it imports from all of them); where a process runs is
 decided in one place, :mod:`mgritlab.mgrit.world`."""
@@ -110,3 +111,46 @@ def train_pdegcn_layer_parallel(config: dict, *, epochs: int | None = None,
             "layers_held": r["layers_per_rank"], "held_bytes": r["held_bytes"],
             "test_acc_at_best_val": r["test_acc_at_best_val"],
             "serial_test_acc_at_best_val": r["serial_test_acc_at_best_val"]}
+
+
+def pdadmm_run(*, dataset: str = "Cora", layers: int = 8, hidden: int = 100,
+               method: str = "pdadmm-g", iterations: int = 4, seed: int = 0,
+               threads: int | None = 1) -> dict:
+    """pdADMM-G(-Q) (Wang et al. 2022) on the GA-MLP of ``dataset``'s training rows, its
+    layers split over all ranks of MPI.COMM_WORLD (one process: all of them).
+
+    Returns this rank's record: rank, size, its layers [lo, hi), per iteration the residual,
+    the objective F and L_ρ (exact sums over the ranks: the same floats on any rank count),
+    the bytes this rank sent to other ranks, the seconds per iteration (this rank's clock) and
+    the SHA-256 of all final weights in layer order (gathered: the same on every rank).
+    """
+    import hashlib
+    import time
+
+    import torch
+
+    from .graphs import admm, gamlp
+    from .graphs.admm_train import ADMMRun
+    from .mgrit.world import world_partition
+
+    if threads:
+        torch.set_num_threads(threads)
+    part, rank, size = world_partition()
+    cfg = ADMMRun(dataset=dataset, layers=layers, hidden=hidden, method=method).admm()
+    graph = gamlp.load_augmented(dataset, 5)
+    weights = gamlp.init_weights(gamlp.widths(graph.num_features, hidden, graph.num_classes,
+                                              layers), seed, identity_hidden=True)
+    st = admm.init_state(graph.x[graph.train], graph.y[graph.train], weights, cfg,
+                         partition=part)
+    history, traffic = [], admm.Traffic()
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        info = admm.iterate(st, cfg, part, traffic)
+        history.append({"residual": info["residual"], "F": info["F"],
+                        "lagrangian": info["lagrangian"], "seconds": time.perf_counter() - t0})
+    mine = torch.cat([t.flatten() for wb in st.weights() for t in wb])
+    every = mine if part is None else part.allgather(mine)
+    return {"rank": rank, "size": size, "layers": [st.lo, st.hi], "history": history,
+            "rank_bytes": traffic.ranks,
+            "weights_sha256": hashlib.sha256(every.numpy().tobytes()).hexdigest()}
+
