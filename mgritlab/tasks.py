@@ -6,7 +6,9 @@ and in one process otherwise — the same call gives the same numbers either way
 - :func:`train_layer_parallel`: an ODE-net classifier trained layer-parallel;
 - :func:`train_pdegcn_layer_parallel`: layer-parallel PDE-GCN-D training on CORA (under
   mpiexec through :func:`mgritlab.cluster.mpi_call`);
-- :func:`pdadmm_run`: pdADMM-G(-Q) iterations on a GA-MLP with its layers split over the ranks.
+- :func:`pdadmm_run`: pdADMM-G(-Q) iterations on a GA-MLP with its layers split over the ranks;
+- :func:`gru_run`: Adam steps of the layer-parallel implicit GRU, its time steps split over the
+  ranks.
 
 It sits above every other module (it imports from all of them); where a process runs is
 decided in one place, :mod:`mgritlab.mgrit.world`."""
@@ -153,4 +155,46 @@ def pdadmm_run(*, dataset: str = "Cora", layers: int = 8, hidden: int = 100,
     return {"rank": rank, "size": size, "layers": [st.lo, st.hi], "history": history,
             "rank_bytes": traffic.ranks,
             "weights_sha256": hashlib.sha256(every.numpy().tobytes()).hexdigest()}
+
+
+def gru_run(*, steps: int = 96, hidden: int = 32, adam_steps: int = 3, lr: float = 1e-2,
+            max_levels: int = 3, cf: int = 4, fwd_iters: int = 2, bwd_iters: int = 1,
+            seed: int = 0, threads: int | None = 1) -> dict:
+    """Full-batch Adam steps of the layer-parallel implicit GRU classifier on BasicMotions
+    (float64), the sequence's time steps split over all ranks of MPI.COMM_WORLD (one process:
+    all of them). Returns this rank's record: rank, size, the time steps it holds, the loss of
+    every step (the same on every rank), the seconds per step (this rank's clock) and the
+    SHA-256 of the trained parameters (equal on every rank: each holds all of them)."""
+    import hashlib
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    from .mgrit.world import world_partition
+    from .recurrent.datasets import load_basic_motions
+    from .recurrent.model import GRUClassifier
+
+    if threads:
+        torch.set_num_threads(threads)
+    part, rank, size = world_partition()
+    data = load_basic_motions(steps=steps, dtype=torch.float64)
+    model = GRUClassifier(data.channels, hidden, data.num_classes, steps, seed=seed,
+                          parallel=True, max_levels=max_levels, cf=cf, fwd_iters=fwd_iters,
+                          bwd_iters=bwd_iters, partition=part)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses, seconds = [], []
+    for _ in range(adam_steps):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(data.x_train), data.y_train)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        seconds.append(time.perf_counter() - t0)
+    held = model.layer_parallel().local_layers()
+    digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes()
+                                     for p in model.parameters())).hexdigest()
+    return {"rank": rank, "size": size, "steps_held": [held.start, held.stop],
+            "losses": losses, "seconds": seconds, "weights_sha256": digest}
 
