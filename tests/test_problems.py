@@ -72,6 +72,22 @@ def test_heat1d_matches_per_step_reference():
         u = ref_be[None]
 
 
+def test_heat1d_forcing_set_or_removed_after_construction_takes_effect():
+    ref = Heat1D(nx=21, tf=1.0)                      # the default forcing
+    p = Heat1D(nx=21, tf=1.0, forcing=None)          # b = 0 …
+    t = ref.grid(9)
+    p.forcing = ref.forcing                          # … then the default forcing set later
+    assert torch.equal(p.solve(t), ref.solve(t))
+    zero = Heat1D(nx=21, tf=1.0, forcing=None).solve(t)
+    p.forcing = None                                 # and removed again: b = 0
+    assert torch.equal(p.solve(t), zero)
+    assert not torch.allclose(zero, ref.solve(t))
+    with pytest.raises(NotImplementedError):         # exact() belongs to the default data only
+        p.exact(t)
+    with pytest.raises(TypeError, match="callable"):
+        p.forcing = 3.0
+
+
 def test_heat1d_accuracy_and_stiffness():
     p = Heat1D(nx=33, tf=1.0)
     t = p.grid(2001)

@@ -73,9 +73,14 @@ class Heat1D(Problem):
                 return -sx * (torch.sin(t) - aa * math.pi**2 * torch.cos(t))
 
         self._forcing = forcing
-        g = None if forcing is None else (lambda t, u: self.forcing(self.x, t[:, None]))
-        self.ode = SemilinearODE(self.L, g, state_shape=(self.nx - 2,), g_depends_on_u=False)
+        self._build_ode()
         super().__init__(scheme)
+
+    def _build_ode(self) -> None:
+        # u' = -L u + b(x, t); no g at all for b = 0 (the stepper then skips it)
+        b = self._forcing
+        g = None if b is None else (lambda t, u: b(self.x, t[:, None]))
+        self.ode = SemilinearODE(self.L, g, state_shape=(self.nx - 2,), g_depends_on_u=False)
 
     @property
     def forcing(self):
@@ -84,7 +89,12 @@ class Heat1D(Problem):
 
     @forcing.setter
     def forcing(self, b) -> None:
+        if b is not None and not callable(b):
+            raise TypeError(f"forcing must be a callable b(x, t) or None (b = 0), not "
+                            f"{type(b).__name__}")
         self._forcing = b
+        self._default_data = False  # the exact solution is that of the default forcing only
+        self._build_ode()  # a forcing set after construction (or removed) takes effect
         self.forget_grids()  # step tabulates b per level
 
     @property
