@@ -187,7 +187,15 @@ def _call_worker(argv: list[str]) -> int:
 
     function, options, out = argv
     module, name = function.split(":")
-    result = getattr(importlib.import_module(module), name)(**json.loads(options))
+    try:
+        result = getattr(importlib.import_module(module), name)(**json.loads(options))
+    except BaseException:  # noqa: BLE001 - any failure of one rank must stop them all
+        import traceback
+
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(1)  # the other ranks may wait on this one in a collective
     if MPI.COMM_WORLD.Get_rank() == 0:
         tmp = Path(f"{out}.part")
         tmp.write_text(json.dumps(result))

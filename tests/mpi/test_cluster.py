@@ -1,7 +1,9 @@
 """ipyparallel MPI engines: start, allreduce, the MGRIT task, stop — all within timeouts."""
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,24 @@ def test_mpi_call_returns_rank_0s_record_and_a_failure_shows_the_ranks_error():
         mpi_call("mgritlab.tasks:mgrit_run", 2, timeout=60, relax="X")
     with pytest.raises(ValueError, match="module:function"):
         mpi_call("mgritlab.tasks.mgrit_run", 2)
+
+
+def _fails_on_rank_1_while_rank_0_waits():
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.Get_rank() == 1:
+        raise RuntimeError("rank 1 gave up")
+    MPI.COMM_WORLD.barrier()  # rank 0 would wait here for ever without the abort
+    return {}
+
+
+def test_mpi_call_aborts_every_rank_when_one_fails(monkeypatch):
+    from mgritlab.cluster import mpi_call
+
+    here = str(Path(__file__).parent)   # the ranks import this module by name
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get(
+        "PYTHONPATH")])))
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="rank 1 gave up"):
+        mpi_call("test_cluster:_fails_on_rank_1_while_rank_0_waits", 2, timeout=120)
+    assert time.perf_counter() - t0 < 60  # aborted, not killed at the timeout
