@@ -204,3 +204,103 @@ def test_the_readme_table_is_the_kept_records():
     assert mx.format_table(mx.load(kept)) in (kept / "README.md").read_text(), (
         "results/pdegcn_mgrit/README.md: paste the table of `python -m mgritlab experiment "
         "pdegcn-mgrit report --out results/pdegcn_mgrit`")
+
+
+# -- figs. 5.10-5.13: the time axis, the wall-time table and the plots ----------------------
+def _rec(exp, layers, lv, cf, a, acc, curve, coarse_only=False):
+    return {"experiment": exp, "layers": layers, "levels": lv, "cf": cf, "alpha": a,
+            "coarse_only": coarse_only, "finished": True, "diverged": None,
+            "test_acc_at_best_val": acc, "serial_test_acc_at_best_val": acc,
+            "best_epoch": len(curve) - 1, "best_val_acc": acc, "mgrit_warning": None,
+            "seed": 0, "test_acc": curve, "val_acc": curve}
+
+
+def _synthetic():
+    costs = {"step": 0.01, "vjp_x": 0.02, "linearize": 0.005, "vjp_theta": 0.004}
+    timing = [
+        {"ranks": 1, "layers": 64, "levels": 1, "cf": None, "alpha": 0.0, "step_s": 2.0},
+        {"ranks": 1, "layers": 64, "levels": 3, "cf": 4, "alpha": 2.5, "step_s": 6.0,
+         "other_s": 0.3, "layer_costs": costs},
+        {"ranks": 2, "layers": 64, "levels": 3, "cf": 4, "alpha": 2.5, "step_s": 3.5},
+        # another α of the same hierarchy, timed earlier: must not be mixed in
+        {"ranks": 1, "layers": 64, "levels": 3, "cf": 4, "alpha": 5.0, "step_s": 60.0,
+         "other_s": 3.0, "layer_costs": costs},
+    ]
+    records = [_rec("serial", 64, 1, None, 0.0, 0.80, [0.5, 0.7, 0.8]),
+               _rec("serial", 64, 1, None, 0.0, 0.82, [0.5, 0.7, 0.82]),
+               _rec("alpha", 64, 3, 4, 2.5, 0.79, [0.4, 0.6, 0.79]),
+               _rec("alpha", 64, 3, 4, 5.0, 0.70, [0.3, 0.5, 0.70]),
+               _rec("coarse_only", 64, 3, 4, 2.5, 0.75, [0.3, 0.6, 0.75], coarse_only=True)]
+    return records, timing, costs
+
+
+def test_wall_time_table_uses_the_measured_steps_and_the_model_elsewhere():
+    from mgritlab.nn.cost_model import epoch_model
+
+    records, timing, costs = _synthetic()
+    best = {(3, 4): 2.5}
+    rows = mx.wall_time_table(records, timing, best, layers=64, ranks=2, epochs=150)
+    serial, lp = rows
+    assert (serial["config"], serial["step_P"], serial["time_to_epochs"]) == ("serial", 2.0, 300)
+    assert serial["test_acc"] == pytest.approx(0.81) and serial["seeds"] == 2
+    # 2 ranks were measured: no model, and the α = 5 row is not mixed in
+    assert (lp["step_1"], lp["step_2"], lp["step_P"], lp["modelled"]) == (6.0, 3.5, 3.5, False)
+    assert lp["speedup"] == pytest.approx(300 / (3.5 * 150)) and lp["test_acc"] == 0.79
+    # 32 ranks: the critical-path model from the one-rank costs (by hand below)
+    lp32 = mx.wall_time_table(records, timing, best, layers=64, ranks=32)[1]
+    sigma_first, sigma = (epoch_model(costs, 64, 32, levels=3, cf=4)[k]
+                          for k in ("sigma_first", "sigma"))
+    by_hand = (0.3 + (sigma_first + sigma) * 0.01 + sigma_first * 0.02
+               + 2 * (0.005 + 0.004))  # T1 = 2, T2 = 1; ⌈64/32⌉ = 2 layers per rank
+    assert lp32["modelled"] and lp32["step_P"] == pytest.approx(by_hand)
+    assert 0.3 < lp32["step_P"] < mx.modelled_step_seconds(timing[1], 2)
+    text = mx.format_wall_time(rows, layers=64, ranks=2)
+    assert "3 levels, cf 4" in text and "to 150 ep. s" in text
+
+
+def test_wall_time_table_says_what_is_missing():
+    records, timing, _ = _synthetic()
+    with pytest.raises(ValueError, match="no serial timing at 256 layers"):
+        mx.wall_time_table(records, timing, {(3, 4): 2.5}, layers=256, ranks=64)
+    with pytest.raises(ValueError, match=r"lacks.*layer_costs"):
+        mx.modelled_step_seconds(timing[2] | {"ranks": 1}, 32)
+
+
+def test_plots_of_figs_5_10_to_5_13():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records, timing, _ = _synthetic()
+    ax = mx.plot_accuracy_vs_time(records, timing, {(3, 4): 2.5}, layers=64, ranks=32,
+                                  until=100.0)
+    serial, lp = ax.get_lines()
+    assert list(serial.get_xdata()) == [2.0, 4.0, 6.0]  # epochs × the serial step
+    assert list(serial.get_ydata()) == pytest.approx([0.5, 0.7, 0.81])
+    assert "model, 32 ranks" in lp.get_label() and ax.get_xlim() == (0.0, 100.0)
+    ax = mx.plot_coarse_only(records, {(3, 4): 2.5})
+    assert [ln.get_label() for ln in ax.get_lines()] == [
+        "3 levels, cf 4: α = 2.5 on coarse levels only", "3 levels, cf 4: α = 2.5 on all levels"]
+    plt.close("all")
+
+
+def test_parallel_timing_times_serial_and_layer_parallel_steps_and_report_shows_them(
+        cora, tmp_path):
+    rows = mx.parallel_timing({(2, 2): 1.0}, layers_list=(16,), quick=True, graph=cora,
+                              ranks=(1,), epochs=2)
+    serial, lp = rows
+    assert (serial["levels"], serial["cf"], serial["ranks"]) == (1, None, 1)
+    assert (lp["levels"], lp["cf"], lp["alpha"], lp["ranks"]) == (2, 2, 1.0, 1)
+    assert serial["step_s"] > 0 and lp["step_s"] > lp["other_s"] >= 0
+    assert set(lp["layer_costs"]) == {"step", "vjp_x", "linearize", "vjp_theta"}
+    mx.save(rows, tmp_path / mx.TIMING_FILE)
+    assert mx.load_timing(tmp_path) == rows and mx.load_timing(tmp_path / "none") == []
+    recs = [_rec("serial", 16, 1, None, 0.0, 0.7, [0.7]), _rec("alpha", 16, 2, 2, 1.0, 0.6, [0.6])]
+    text = mx.report(recs, timing=rows)
+    assert "16 layers: seconds per training step" in text and "2 levels, cf 2" in text
+
+
+def test_a_corrupt_timing_file_is_named_with_what_to_do(tmp_path):
+    (tmp_path / mx.TIMING_FILE).write_text('{"ranks": 1')
+    with pytest.raises(ValueError, match="delete it and run experiment pdegcn-mgrit parallel"):
+        mx.load_timing(tmp_path)

@@ -138,8 +138,9 @@ def register_experiments(exp) -> None:
                    help="alpha: figs. 5.6-5.9; coarse: fig. 5.10 (α on the coarse levels "
                         "only, at the best α of the alpha sweep); serial: the reference; all: "
                         "these three; parallel: figs. 5.11-5.13 (64 and 256 layers at the best "
-                        "α of the finished alpha sweep in --out, timed on 1 and 2 ranks); report: "
-                        "what --out holds (finished runs, best α, the table)")
+                        "α of the finished alpha sweep in --out, timed on 1 and 2 ranks, with "
+                        "the per-layer costs of the critical-path model); report: what --out "
+                        "holds (finished runs, best α, the table, the wall-time tables)")
     p.add_argument("--dataset", default="Cora")
     p.add_argument("--quick", action="store_true", help="16 layers, 6 epochs, one seed (minutes)")
     p.add_argument("--layers", type=positive_int, default=None)
@@ -345,7 +346,7 @@ def _mgrit_experiment(args) -> int:
                   dataset=args.dataset, out_dir=args.out, resume=args.resume,
                   progress=args.progress)
     if args.what == "report":
-        print(mx.report(mx.load(args.out)))
+        print(mx.report(mx.load(args.out), timing=mx.load_timing(args.out)))
         return 0
     records = []
     try:
@@ -360,11 +361,9 @@ def _mgrit_experiment(args) -> int:
             depths = (16, 64) if args.quick else (64, 256)
             records += mx.parallel_sweep(best, layers_list=depths, graph=graph,
                                          **{k: v for k, v in common.items() if k != "layers"})
-            timing = [mx.epoch_seconds_on_ranks(
-                mx.lp_config(lv, cf, a, layers=L, channels=16 if args.quick else None), P)
-                for L in depths for (lv, cf), a in best.items() for P in (1, 2)
-                if L % cf ** (lv - 1) == 0 and (L // cf ** (lv - 1)) >= P]
-            mx.save(timing, Path(args.out) / "mgrit_parallel_timing.json")
+            mx.save(mx.parallel_timing(best, layers_list=depths, quick=args.quick,
+                                       dataset=args.dataset, graph=graph),
+                    Path(args.out) / mx.TIMING_FILE)
         if args.what in ("serial", "all"):
             records += mx.serial_reference(graph=graph, **common)
         if args.what in ("alpha", "coarse", "all"):

@@ -12,6 +12,11 @@ authors' settings). The experiments:
 * :func:`coarse_only_sweep` — fig. 5.10: the same α on the coarse levels only (explicit fine
   level, ``level_alpha=[0, α, …]``) beside α on all levels; the thesis found no advantage.
 * :func:`serial_reference` — the serial network (α = 0) that every accuracy is compared with.
+* :func:`parallel_sweep` and :func:`parallel_timing` — figs. 5.11–5.13: 64 and 256 layers at
+  the best α per hierarchy, and the time axis: the measured training step on 1 and 2 ranks,
+  and the critical-path model's at 32 and 64 ranks from the measured per-layer costs
+  (:func:`wall_time_table`, :func:`plot_accuracy_vs_time`; :func:`plot_coarse_only` draws
+  fig. 5.10).
 * :func:`stable_alpha` — the analysis the thesis left open (§6.2): the smallest α per level
   from the linearised layer's spectrum, to set beside the best α of the sweep.
 
@@ -36,6 +41,8 @@ HIERARCHIES = ((2, 2), (2, 4), (3, 2), (3, 4))  # (levels, cf)
 ALPHAS = (0.0, 0.1, 1.0, 2.5, 5.0, 10.0)
 THESIS_BEST_ALPHA = {(2, 2): 1.0, (2, 4): 2.5, (3, 2): 2.5, (3, 4): 5.0}  # figs. 5.6–5.9
 EPOCHS = 150  # §5.3
+# fig. 5.12's caption: 256 layers, 3 levels, cf 4, 64 processes, 150 epochs
+THESIS_256 = dict(layers=256, levels=3, cf=4, ranks=64, serial_s=7000.0, parallel_s=2000.0)
 
 QUICK = dict(layers=16, channels=16, epochs=6, hierarchies=((2, 2), (3, 4)),
              alphas=(0.0, 1.0, 5.0), seeds=(0,))
@@ -199,12 +206,17 @@ def parallel_sweep(best: dict, *, layers_list=(64, 256), epochs=None, seeds=None
     return out
 
 
-def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float = 3600.0
-                           ) -> dict:
+def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float = 3600.0,
+                           graph=None) -> dict:
     """Wall seconds of the training step (median over ``epochs`` after the first) of ``cfg``
     on ``ranks`` MPI ranks, by phase (rank 0's clock): ``tasks.train_pdegcn_layer_parallel``
     under ``mpiexec -n ranks`` (one torch thread per rank); where ``ranks`` is 1 the same
-    training in this process, on one thread."""
+    training in this process, on one thread. The evaluation is not part of the step.
+
+    A serial ``cfg`` (``layer_parallel=False``; ``ranks`` 1) times ``train.train_step`` —
+    forward, loss, backward, Adam — the step the serial curves of figs. 5.11–5.13 stand on.
+    A layer-parallel run on one rank also returns ``other_s`` (the step less its MGRIT
+    phases: opening/closing maps, loss, Adam), which :func:`modelled_step_seconds` needs."""
     from dataclasses import asdict
 
     import torch
@@ -212,15 +224,20 @@ def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float =
     from ..cluster import mpi_call
     from .train import TrainConfig, train
 
+    row = {"ranks": int(ranks), "layers": cfg.layers,
+           "levels": cfg.levels if cfg.layer_parallel else 1,
+           "cf": cfg.cf if cfg.layer_parallel else None,
+           "alpha": float(cfg.alpha) if cfg.imex != "none" else 0.0}
     if not cfg.layer_parallel:
-        raise ValueError("epoch_seconds_on_ranks times layer-parallel training: give a "
-                         "config with layer_parallel=True (e.g. lp_config(...))")
+        if ranks != 1:
+            raise ValueError(f"the serial network runs on one process: ranks=1, not {ranks}")
+        return {**row, "step_s": _serial_step_seconds(cfg, epochs, graph)}
     config = dict(asdict(cfg), epochs=epochs)
     if ranks == 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # as each rank of the mpiexec run
         try:
-            rec = train(TrainConfig.from_dict(config), progress=False)
+            rec = train(TrainConfig.from_dict(config), graph=graph, progress=False)
         finally:
             torch.set_num_threads(threads)
     else:
@@ -228,12 +245,202 @@ def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float =
                        config=config)
     c = rec["curves"]
     step = [t - e for t, e in zip(c["seconds"], c["seconds_eval"])][1:] or c["seconds"]
-    out = {"ranks": ranks, "layers": cfg.layers, "levels": cfg.levels, "cf": cfg.cf,
-           "step_s": float(np.median(step))}
-    for ph in ("forward", "adjoint", "gradient", "communication"):
+    row["step_s"] = float(np.median(step))
+    for ph in PHASES:
         xs = c[f"seconds_{ph}"][1:] or c[f"seconds_{ph}"]
-        out[f"{ph}_s"] = float(np.median(xs))
-    return out
+        row[f"{ph}_s"] = float(np.median(xs))
+    if ranks == 1:
+        row["other_s"] = max(row["step_s"] - sum(row[f"{ph}_s"] for ph in PHASES), 0.0)
+    return row
+
+
+PHASES = ("forward", "adjoint", "gradient", "communication")
+
+
+def _serial_step_seconds(cfg, steps: int, graph=None) -> float:
+    import time
+
+    import torch
+
+    from ..nn.runner import seed_all
+    from .train import build_model, build_optimizer, load_graph, train_step
+
+    data, ops = graph if graph is not None else load_graph(cfg.dataset)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seed_all(cfg.seed)
+        model = build_model(cfg, data, ops)
+        opt = build_optimizer(cfg, model)
+        times = []
+        for _ in range(max(int(steps), 2)):
+            t0 = time.perf_counter()
+            train_step(model, opt, data)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return float(np.median(times[1:]))
+
+
+TIMING_FILE = "mgrit_parallel_timing.json"
+WALL_TIME_RANKS = {64: 32, 256: 64}  # figs. 5.11 (64 layers, 32 processes) and 5.12–5.13
+
+
+def parallel_timing(best: dict, *, layers_list=(64, 256), quick: bool = False,
+                    dataset: str = "Cora", graph=None, ranks=(1, 2), epochs: int = 3
+                    ) -> list[dict]:
+    """The time axis of figs. 5.11–5.13: per depth, the serial step and each (levels, cf) of
+    ``best`` at its α on ``ranks`` (:func:`epoch_seconds_on_ranks`), the one-rank rows with
+    the per-layer costs of :func:`layer_costs_of` for the critical-path model. A rank count
+    is left out where a rank would hold less than one coarsest interval."""
+    from .train import load_graph, preset
+
+    graph = graph if graph is not None else load_graph(dataset)
+    rows = []
+    channels = QUICK["channels"] if quick else None
+    for L in layers_list:
+        serial = preset(dataset, L)
+        if channels is not None:
+            serial = replace(serial, channels=channels)
+        rows.append(epoch_seconds_on_ranks(serial, 1, epochs=epochs, graph=graph))
+        for (lv, cf), a in sorted(best.items()):
+            if L % cf ** (lv - 1):
+                continue
+            cfg = lp_config(lv, cf, a, layers=L, channels=channels, dataset=dataset)
+            for P in ranks:
+                if L // cf ** (lv - 1) < P:
+                    continue
+                row = epoch_seconds_on_ranks(cfg, P, epochs=epochs, graph=graph)
+                if P == 1:
+                    row["layer_costs"] = layer_costs_of(cfg, graph=graph)
+                rows.append(row)
+    return rows
+
+
+def timed_alpha(timing: list[dict], layers: int) -> dict:
+    """{(levels, cf): α} that :func:`parallel_timing` timed at ``layers`` layers."""
+    return {(t["levels"], t["cf"]): t["alpha"] for t in timing
+            if t["layers"] == layers and t["cf"] is not None}
+
+
+def load_timing(out_dir) -> list[dict]:
+    """The rows of :func:`parallel_timing` kept in ``out_dir`` ([] when not measured yet)."""
+    import json
+
+    path = Path(out_dir) / TIMING_FILE
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())
+    except ValueError as err:
+        rows = err
+    if not isinstance(rows, list):
+        raise ValueError(f"{path} is not a list of timing rows ({rows}); delete it and run "
+                         "experiment pdegcn-mgrit parallel --resume to measure them again")
+    return rows
+
+
+def layer_costs_of(cfg, *, graph=None, reps: int = 5, mask_seed: int = 1) -> dict:
+    """Seconds per layer of ``cfg``'s layer step, adjoint step, linearisation and design
+    gradient (``nn.cost_model.layer_costs``) at the initial network's opening state, with one
+    draw of the training-mode dropout masks, on one thread: the costs the critical-path model
+    of figs. 5.11–5.13 multiplies."""
+    import torch
+
+    from ..nn.cost_model import layer_costs
+    from ..nn.frozen import FrozenDropout
+    from .train import build_model, load_graph
+
+    data, ops = graph if graph is not None else load_graph(cfg.dataset)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_model(cfg, data, ops).eval()
+        with torch.no_grad():
+            f0 = model.open(data.x)
+        return layer_costs(model.block, f0, FrozenDropout({"grad": cfg.dropout}, mask_seed),
+                           reps=reps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def modelled_step_seconds(one_rank: dict, ranks: int, *, fwd_iters: int = 2,
+                          bwd_iters: int = 1) -> float:
+    """The critical-path model's training step on ``ranks`` ranks (``nn.cost_model.
+    epoch_model``, XBraid's per-level split, no communication) from a one-rank row of
+    :func:`epoch_seconds_on_ranks` that carries ``layer_costs`` (:func:`layer_costs_of`) and
+    ``other_s``."""
+    from ..nn.cost_model import epoch_model
+
+    missing = [k for k in ("layer_costs", "other_s") if k not in one_rank]
+    if one_rank.get("ranks") != 1 or missing:
+        raise ValueError("modelled_step_seconds needs the one-rank timing row of a "
+                         "layer-parallel run with 'layer_costs' and 'other_s' (experiment "
+                         f"pdegcn-mgrit parallel writes it); this row lacks {missing or 'ranks=1'}")
+    return epoch_model(one_rank["layer_costs"], one_rank["layers"], ranks,
+                       levels=one_rank["levels"], cf=one_rank["cf"], fwd_iters=fwd_iters,
+                       bwd_iters=bwd_iters, other=one_rank["other_s"])["total"]
+
+
+def wall_time_table(records: list[dict], timing: list[dict], best: dict, *, layers: int,
+                    ranks: int, epochs: int = EPOCHS) -> list[dict]:
+    """Figs. 5.11–5.13 as numbers: for the serial network and each (levels, cf) of ``best``
+    at its α, at ``layers`` layers — the measured seconds per training step on 1 and 2 ranks,
+    the model's at ``ranks`` (measured where ``timing`` has that rank count), the training
+    time to ``epochs`` epochs at ``ranks`` (the serial network: one process), its speedup
+    over the serial network, and the test accuracy at best validation (mean over the
+    finished seeds). Evaluation time is left out of every time."""
+    def steps(lv, cf, a=0.0):
+        return {t["ranks"]: t for t in timing if t["layers"] == layers
+                and (t["levels"], t["cf"], t["alpha"]) == (lv, cf, a)}
+
+    def accuracy(pred):
+        rs = [r for r in records if r["layers"] == layers and pred(r)
+              and (r["finished"] or r["diverged"])]
+        acc = [r["test_acc_at_best_val"] for r in rs]
+        return (float(np.mean(acc)) if acc else float("nan")), len(rs)
+
+    serial = steps(1, None).get(1)
+    if serial is None:
+        raise ValueError(f"no serial timing at {layers} layers: run experiment pdegcn-mgrit "
+                         "parallel (it times the serial step too)")
+    acc, n = accuracy(lambda r: r["experiment"] == "serial")
+    t_serial = serial["step_s"] * epochs
+    rows = [{"config": "serial", "levels": 1, "cf": None, "alpha": 0.0, "step_1": serial["step_s"],
+             "step_2": None, "step_P": serial["step_s"], "modelled": False,
+             "time_to_epochs": t_serial, "speedup": 1.0, "test_acc": acc, "seeds": n}]
+    for (lv, cf), a in sorted(best.items()):
+        t = steps(lv, cf, a)
+        if 1 not in t:
+            continue  # not timed at this depth (the depth does not fit the hierarchy)
+        measured = ranks in t
+        step_P = t[ranks]["step_s"] if measured else modelled_step_seconds(t[1], ranks)
+        acc, n = accuracy(lambda r, lv=lv, cf=cf, a=a: r["experiment"] == "alpha"
+                          and (r["levels"], r["cf"], r["alpha"]) == (lv, cf, a))
+        rows.append({"config": f"{lv} levels, cf {cf}", "levels": lv, "cf": cf, "alpha": a,
+                     "step_1": t[1]["step_s"], "step_2": t[2]["step_s"] if 2 in t else None,
+                     "step_P": step_P, "modelled": not measured,
+                     "time_to_epochs": step_P * epochs,
+                     "speedup": t_serial / (step_P * epochs), "test_acc": acc, "seeds": n})
+    return rows
+
+
+def format_wall_time(rows: list[dict], *, layers: int, ranks: int,
+                     epochs: int = EPOCHS) -> str:
+    """:func:`wall_time_table` as text."""
+    def s(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [f"{layers} layers: seconds per training step, and the training time to {epochs} "
+             f"epochs on {ranks} ranks (m: the critical-path model; serial: one process)",
+             f"{'configuration':<18} {'α':>4} {'1 rank':>7} {'2 ranks':>7} {f'{ranks} ranks':>9} "
+             f"{'to ' + str(epochs) + ' ep. s':>11} {'speedup':>7} {'test %':>6} {'seeds':>5}"]
+    for r in rows:
+        p = f"{r['step_P']:.3f}" + ("m" if r["modelled"] else " ")
+        lines.append(f"{r['config']:<18} {r['alpha']:>4g} {s(r['step_1']):>7} "
+                     f"{s(r['step_2']):>7} {p:>9} {r['time_to_epochs']:>11.0f} "
+                     f"{r['speedup']:>7.2f} {100 * r['test_acc']:>6.2f} {r['seeds']:>5}")
+    return "\n".join(lines)
 
 
 # -- the analysis the thesis left open (§6.2) ------------------------------------------------
@@ -347,10 +554,11 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report(records: list[dict], *, seeds=(0, 1, 2)) -> str:
+def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = None) -> str:
     """What a kept sweep holds: finished runs of the serial reference, the α sweep and fig.
     5.10 against the full protocol (``seeds``), the best α per (levels, cf) from the finished
-    runs (with the seeds it rests on) beside the thesis's, and :func:`format_table`."""
+    runs (with the seeds it rests on) beside the thesis's, and :func:`format_table`; with
+    ``timing`` (:func:`load_timing`) also :func:`format_wall_time` per timed depth."""
     ended = [r for r in records if r["finished"] or r["diverged"]]
     n = len(seeds)
 
@@ -370,7 +578,13 @@ def report(records: list[dict], *, seeds=(0, 1, 2)) -> str:
         lines.append(f"best α at {key[0]} levels, cf {key[1]}: "
                      + (f"{a:g} ({used} seed(s))" if a is not None else "none stable yet")
                      + f"; thesis {thesis:g}")
-    return "\n".join(lines) + "\n\n" + format_table(ended)
+    text = "\n".join(lines) + "\n\n" + format_table(ended)
+    for L in sorted({t["layers"] for t in timing or []}):
+        P = WALL_TIME_RANKS.get(L, max(L // 2, 1))
+        timed = timed_alpha(timing, L)
+        text += "\n\n" + format_wall_time(wall_time_table(ended, timing, timed, layers=L,
+                                                           ranks=P), layers=L, ranks=P)
+    return text
 
 
 def load(out_dir) -> list[dict]:
@@ -401,6 +615,12 @@ def save(records: list[dict], path) -> None:
     write_json_atomic(records, path)  # a unique temporary: two sweeps may share --out
 
 
+def _mean_curve(rs: list[dict], metric: str) -> np.ndarray:
+    cs = [np.asarray(r[metric], dtype=float) for r in rs]
+    n = min(len(c) for c in cs)
+    return np.mean([c[:n] for c in cs], axis=0)
+
+
 def plot_alpha_curves(records: list[dict], levels: int, cf: int, metric: str = "test_acc",
                       ax=None, serial: list[dict] | None = None):
     """One panel of figs. 5.6–5.9: ``metric`` per epoch (mean over seeds) for every α."""
@@ -408,21 +628,89 @@ def plot_alpha_curves(records: list[dict], levels: int, cf: int, metric: str = "
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.4))
-    curves: dict[float, list] = {}
+    runs: dict[float, list] = {}
     for r in records:
         if (r["experiment"], r["levels"], r["cf"]) == ("alpha", levels, cf):
-            curves.setdefault(r["alpha"], []).append(np.asarray(r[metric], dtype=float))
-    for a, cs in sorted(curves.items()):
-        n = min(len(c) for c in cs)
-        ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in cs], axis=0), label=f"α = {a:g}")
+            runs.setdefault(r["alpha"], []).append(r)
+    for a, rs in sorted(runs.items()):
+        y = _mean_curve(rs, metric)
+        ax.plot(np.arange(1, len(y) + 1), y, label=f"α = {a:g}")
     if serial:
-        cs = [np.asarray(r[metric], dtype=float) for r in serial]
-        n = min(len(c) for c in cs)
-        ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in cs], axis=0), "k--",
-                label="serial, α = 0")
+        y = _mean_curve(serial, metric)
+        ax.plot(np.arange(1, len(y) + 1), y, "k--", label="serial, α = 0")
     ax.set_title(f"{levels} levels, cf = {cf}")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " "))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    return ax
+
+
+def plot_coarse_only(records: list[dict], best: dict, metric: str = "test_acc", ax=None):
+    """Fig. 5.10: ``metric`` per epoch (mean over seeds) with α on the coarse levels only
+    (solid) and the same α on all levels (markers), for each (levels, cf) of ``best``."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for i, ((lv, cf), a) in enumerate(sorted(best.items())):
+        color = f"C{i}"
+        for exp, style in (("coarse_only", "-"), ("alpha", "o--")):
+            rs = [r for r in records if r["experiment"] == exp
+                  and (r["levels"], r["cf"], r["alpha"]) == (lv, cf, a)]
+            if not rs:
+                continue
+            y = _mean_curve(rs, metric)
+            where = "coarse levels only" if exp == "coarse_only" else "all levels"
+            ax.plot(np.arange(1, len(y) + 1), y, style, color=color, ms=3,
+                    markevery=max(len(y) // 15, 1),
+                    label=f"{lv} levels, cf {cf}: α = {a:g} on {where}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title("α on the coarse levels only vs on all levels (fig. 5.10)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    return ax
+
+
+def plot_accuracy_vs_time(records: list[dict], timing: list[dict], best: dict, *,
+                          layers: int, ranks: int, metric: str = "test_acc",
+                          until: float | None = None, ax=None):
+    """Figs. 5.11–5.13: ``metric`` (mean over seeds) against the training time — epoch ×
+    the seconds per step of :func:`wall_time_table` (measured, or the critical-path model at
+    ``ranks``; the serial network on one process). ``until`` cuts the time axis (fig. 5.13:
+    the same training time for every curve); at 256 layers the thesis's 150-epoch times
+    (fig. 5.12: ≈ 2000 s for 3 levels, cf 4 on 64 processes, ≈ 7000 s serial) are marked."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for row in wall_time_table(records, timing, best, layers=layers, ranks=ranks):
+        if row["cf"] is None:
+            rs = [r for r in records if r["experiment"] == "serial" and r["layers"] == layers]
+            style, label = "k-", "serial, α = 0 (1 process)"
+        else:
+            rs = [r for r in records if r["experiment"] == "alpha" and r["layers"] == layers
+                  and (r["levels"], r["cf"], r["alpha"]) == (row["levels"], row["cf"],
+                                                              row["alpha"])]
+            style = "-"
+            label = (f"{row['config']}, α = {row['alpha']:g} "
+                     f"({'model' if row['modelled'] else 'measured'}, {ranks} ranks)")
+        if not rs:
+            continue
+        y = _mean_curve(rs, metric)
+        ax.plot(np.arange(1, len(y) + 1) * row["step_P"], y, style, label=label,
+                marker="o" if len(y) < 3 else None)  # a short run is still seen
+    if layers == THESIS_256["layers"]:
+        for key, text in (("serial_s", "thesis: serial"), ("parallel_s", "thesis: 3 lv, cf 4")):
+            ax.axvline(THESIS_256[key], color="gray", ls=":", lw=1)
+            ax.annotate(text, (THESIS_256[key], 0.02), xycoords=("data", "axes fraction"),
+                        rotation=90, fontsize=6, color="gray")
+    if until is not None:
+        ax.set_xlim(0, until)
+    ax.set_xlabel("training time, s (evaluation left out)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{layers} layers" + (f", up to {until:.0f} s" if until else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
     return ax
