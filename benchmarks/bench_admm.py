@@ -14,16 +14,13 @@ ratio compares runs made in this invocation. Results: ``benchmarks/results/admm.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-from pathlib import Path
 
 import torch
+from _results import keep, result_path
 
 from mgritlab.graphs import gamlp
 from mgritlab.graphs.admm_experiments import iteration_seconds, ranks_seconds
-
-R = Path(__file__).parent / "results"
 
 
 def main() -> int:
@@ -52,17 +49,13 @@ def main() -> int:
               / recs["batched"]["interface_bytes"]}
     if "two_ranks" in recs:
         result["batched_vs_two_ranks"] = recs["batched"]["seconds"] / recs["two_ranks"]["seconds"]
-    R.mkdir(exist_ok=True)
-    name = "admm_quick" if args.quick else "admm"
-    (R / f"{name}.json").write_text(json.dumps(result, indent=1))
     lines = ["| run | layers × width | ranks | s / iteration | bytes between layers (rank 0's "
              "layers) | bytes across ranks (per rank) |", "|---|---|---|---|---|---|"]
     for k, r in recs.items():
         lines.append(f"| {k} | {r['layers']} × {r['hidden']} | {r['ranks']} | "
                      f"{r['seconds']:.4f} | {r['interface_bytes']:,} | {r['rank_bytes']} |")
     md = "\n".join(lines)
-    if not args.quick:
-        (R / "admm.md").write_text(md + "\n")
+    keep(result_path("admm", quick=args.quick), result, md)
     print(md)
     msg = (f"batched vs per-layer loop: {result['loop_vs_batched']:.2f}x faster at 10 x 500, "
            f"{result['loop_vs_batched_32x100']:.2f}x at 32 x 100 (target > 1)")

@@ -13,14 +13,12 @@ and the markdown table ``gru.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
-from pathlib import Path
+
+from _results import keep, result_path
 
 from mgritlab.recurrent.scaling import format_scaling, scaling
-
-R = Path(__file__).parent / "results"
 
 
 def main() -> int:
@@ -35,12 +33,8 @@ def main() -> int:
               "two_vs_one_rank": one["seconds"] / two["seconds"],
               "model64_vs_serial": one["model_speedup"].get("64"),
               "one_rank_vs_serial": one["serial_seconds"] / one["seconds"]}
-    R.mkdir(exist_ok=True)
-    name = "gru_quick" if args.quick else "gru"
-    (R / f"{name}.json").write_text(json.dumps(result, indent=1))
     md = format_scaling(recs)
-    if not args.quick:
-        (R / "gru.md").write_text(md + "\n")
+    keep(result_path("gru", quick=args.quick), result, md)
     print(md)
     print(f"2 ranks vs 1: {result['two_vs_one_rank']:.2f}x (target >= 1.6); model on 64 ranks "
           f"vs serial: {result['model64_vs_serial']:.1f}x (target >= 5)")

@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 
 import torch
+from _results import keep, result_path
 from torch import nn
 
 from mgritlab.mgrit.world import world
 from mgritlab.nn import ODENet
 
-RESULTS = Path(__file__).resolve().parent / "results" / "layer_parallel.json"
-QUICK_RESULTS = RESULTS.with_name("layer_parallel_quick.json")
+RESULTS, QUICK_RESULTS = (result_path("layer_parallel", quick=q) for q in (False, True))
 
 
 def time_pass(model, params, x, y, comm, repeat):
@@ -129,8 +129,7 @@ def main(argv=None):
         ranks=size, threads=args.threads, quick=args.quick, repeat=args.repeat,
         torch=torch.__version__, python=platform.python_version(),
         machine=platform.machine(), date=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1) + "\n")
+    keep(args.out, data)
     print(f"wrote {args.out}")
 
 

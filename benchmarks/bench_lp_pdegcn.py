@@ -41,9 +41,8 @@ import time
 from pathlib import Path
 
 import torch
+from _results import keep, result_path
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "lp_pdegcn.json"
 LP = dict(max_levels=3, cf=4, fwd_iters=2, bwd_iters=1)
 IMEX_LEVELS = [0.0, None, None]
 
@@ -390,13 +389,8 @@ def main(argv=None) -> int:
            "threads": torch.get_num_threads(), "channels": args.channels, "reps": args.reps,
            "batches": batches, "layer_step": steps, "adjoint_step": adj, "adjoint_B": adjoint_B,
            "epochs": epochs, "model_layers": L, "model": model, "targets": targets}
-    out = Path(args.out) if args.out else (
-        RESULTS.with_name("lp_pdegcn_quick.json") if args.quick else RESULTS)
-    if args.device != "cpu" and not args.out:
-        out = out.with_name(out.stem + f"_{args.device.split(':')[0]}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    out.with_suffix(".md").write_text(markdown(res))
+    name = "lp_pdegcn" if args.device == "cpu" else f"lp_pdegcn_{args.device.split(':')[0]}"
+    keep(result_path(name, quick=args.quick, out=args.out), res, markdown(res))
     print(markdown(res))
     return 0
 

@@ -4,24 +4,23 @@ The heat problem of the foundation issue (Heat1D defaults: nx = 1001, t in [0, 2
 nt in {65, 1025, 16385}, levels 2..max, cf 2 and 4, FCF relaxation, V-cycles, tol 1e-7.
 For each configuration: iterations, best-of-k seconds per solve, propagator applications
 (states stepped) vs batched propagator calls, and the ratio MGRIT time / sequential time
-measured in the same run. Writes benchmarks/results/mgrit.json and prints a markdown table.
+measured in the same run. Writes benchmarks/results/mgrit.json and the table mgrit.md
+(``--quick``: mgrit_quick.*, ignored by git).
 
     python benchmarks/bench_mgrit.py [--quick] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from _results import keep, result_path
 
 from mgritlab.mgrit import MGRIT, max_levels_for, sequential_solve, uniform_grid
 from mgritlab.problems import Heat1D
-
-OUT = Path(__file__).parent / "results"
 
 
 def best_of(fn, repeat: int):
@@ -73,7 +72,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="nt 65 and 1025 only")
     ap.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     ap.add_argument("--tol", type=float, default=1e-7)
-    ap.add_argument("--out", type=Path, default=OUT / "mgrit.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON file (default results/mgrit.json; mgrit_quick.json with --quick)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -82,10 +82,9 @@ def main() -> None:
     meta = dict(machine=platform.machine(), processor=platform.processor(),
                 torch=torch.__version__, threads=torch.get_num_threads(), tol=args.tol,
                 problem="Heat1D(nx=1001, t in [0, 2]), backward Euler, FCF, V-cycle")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
     md = table(rows)
-    args.out.with_suffix(".md").write_text(md + "\n")
+    keep(result_path("mgrit", quick=args.quick, out=args.out), dict(meta=meta, rows=rows), md,
+         indent=2)
     print(md)
     target = [r for r in rows if r["nt"] == 65]
     best = min(target, key=lambda r: r["ratio"])

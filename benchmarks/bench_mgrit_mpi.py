@@ -17,7 +17,7 @@ The residual histories must be identical for every P; the script checks this.
     python benchmarks/bench_mgrit_mpi.py [--quick] [--ranks 1 2 4] [--repeat 2] [--timeout 900]
 
 Results: ``benchmarks/results/mgrit_mpi.json`` and the table ``mgrit_mpi.md`` (with ``--quick``:
-``$TMPDIR/mgrit_mpi_quick.json``, so a smoke test never overwrites the committed results).
+``mgrit_mpi_quick.json``, ignored by git, so a smoke test never overwrites the committed results).
 """
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import keep, result_path
+
 from mgritlab.cluster import mpiexec_path, run_mpi
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = [(3, 4), (4, 4), (5, 4), (5, 2)]  # (levels, cf)
 
 
@@ -85,14 +86,12 @@ def main(argv=None) -> int:
                     help="runs per configuration and rank count; the fastest is reported")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON file (default benchmarks/results/mgrit_mpi.json; "
-                         "$TMPDIR/mgrit_mpi_quick.json with --quick)")
+                         "mgrit_mpi_quick.json with --quick)")
     args = ap.parse_args(argv)
     configs = CONFIGS
     if args.quick:
         args.nt, configs, args.repeat = 1025, [(3, 4), (4, 4)], 1
-    if args.out is None:
-        args.out = (Path(tempfile.gettempdir()) / "mgrit_mpi_quick.json" if args.quick
-                    else RESULTS / "mgrit_mpi.json")
+    args.out = result_path("mgrit_mpi", quick=args.quick, out=args.out)
     ranks = sorted(set(args.ranks) | {1})
 
     print(f"heat, nx={args.nx}, nt={args.nt}, FCF, V-cycles, tol 1e-7, ranks {ranks}, "
@@ -151,10 +150,7 @@ def main(argv=None) -> int:
                 sequential_runs=sequential, threads_per_rank=1, cores=os.cpu_count(),
                 quick=args.quick, python=platform.python_version(),
                 machine=platform.machine(), date=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(f"# MGRIT over MPI: strong scaling\n\n{md}\n\n"
-                                           f"{note}\n")
+    keep(args.out, data, f"# MGRIT over MPI: strong scaling\n\n{md}\n\n{note}")
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
 

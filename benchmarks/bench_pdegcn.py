@@ -10,13 +10,12 @@ Wall seconds depend on the machine's load; process CPU seconds are reported besi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
+from _results import keep, result_path
 
 from mgritlab.graphs.pdegcn import PDEGCN
 from mgritlab.graphs.train import load_graph, train_step
@@ -46,7 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--reps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "pdegcn.json"))
+    p.add_argument("--out", default=None,
+                   help="JSON file (default results/pdegcn.json; pdegcn_quick.json with --quick)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,9 +89,8 @@ def main(argv=None) -> int:
             "dataset": "Cora",
             "note": "median over reps after one warm-up epoch, implementations alternated; "
                     "wall (s) and process CPU (cpu_s) seconds per training epoch"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"written {args.out}")
+    out = keep(result_path("pdegcn", quick=args.quick, out=args.out), {"meta": meta, "rows": rows})
+    print(f"written {out}")
     return 0
 
 

@@ -18,19 +18,16 @@ the markdown table ``training_steps.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
-from pathlib import Path
 
 import torch
+from _results import keep, result_path
 
 from mgritlab.problems.networks import binary_addition_problem, xor_problem
 from mgritlab.problems.training import FINEST_LEVEL, TrainingSteps, doubling
 from mgritlab.training_runs.solvers import make_mgrit
-
-R = Path(__file__).parent / "results"
 
 
 def iteration_seconds(steps: int, cycle: str, iterations: int = 4) -> dict:
@@ -80,9 +77,6 @@ def main() -> int:
     ]
     result = dict(machine=platform.machine(), torch=torch.__version__, threads=1,
                   iterations=iters, steps=steps_rows)
-    R.mkdir(exist_ok=True)
-    name = "training_steps_quick" if args.quick else "training_steps"
-    (R / f"{name}.json").write_text(json.dumps(result, indent=1))
     md = ["| N0 | cycle | levels | s / iteration | first iteration s | serial training s |",
           "|---:|:---:|---:|---:|---:|---:|"]
     md += [f"| {r['steps']} | {r['cycle']} | {r['levels']} | {r['iteration']:.3f} | "
@@ -91,7 +85,7 @@ def main() -> int:
            "|:---|---:|---:|---:|---:|"]
     md += [f"| {r['network']} | {r['batch']} | {r['batched']:.4f} | {r['loop']:.3f} | "
            f"{r['ratio']:.0f}x |" for r in steps_rows]
-    (R / f"{name}.md").write_text("\n".join(md) + "\n")
+    keep(result_path("training_steps", quick=args.quick), result, "\n".join(md))
     print("\n".join(md))
     return 0
 

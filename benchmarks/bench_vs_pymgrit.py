@@ -30,16 +30,16 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from _results import keep, result_path  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-OUT = HERE / "results"
 PYMGRIT_VENV = ROOT / ".venv-pymgrit"
 SETUP = f"""\
 PyMGRIT is not importable from {sys.executable}.
@@ -309,7 +309,7 @@ def main() -> int:
     torch.set_num_threads(1)
     cases = CASES[:1] if args.quick else CASES
     repeat = 3 if args.quick else args.repeat
-    out = args.out or OUT / ("vs_pymgrit_quick.json" if args.quick else "vs_pymgrit.json")
+    out = result_path("vs_pymgrit", quick=args.quick, out=args.out)
     load_before = os.getloadavg()
     rows = [run_case(c, repeat if c[2] < 100 else max(3, repeat // 2)) for c in cases]
     meta = dict(machine=platform.machine(), processor=platform.processor(),
@@ -325,10 +325,8 @@ def main() -> int:
         text, result["profile"] = profile_fcycle(CASES[0])
         out.with_name(out.stem + "_profile.txt").write_text(text)
         print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     md = table(rows)
-    out.with_suffix(".md").write_text(md + "\n")
+    keep(out, result, md, indent=2)
     print(md)
     first = rows[0]
     print(f"\nshipped example: {first['ratio_pymgrit_over_mgritlab']:.1f}x faster than PyMGRIT "
