@@ -251,3 +251,19 @@ def test_finish_run_writes_on_the_lead_rank_and_a_stopped_run_carries_its_record
     assert stop.value.partial_result is rec
     with pytest.raises(KeyboardInterrupt, match="no checkpoint was written"):
         finish_run(rec, stopped=True, what="run stopped")
+
+
+def test_a_learned_alpha_is_reported_as_the_model_ends_with_it(cora, tmp_path):
+    cfg = replace(SMALL, imex="channel", alpha=0.5, learn_alpha=True, lr_K=0.05, epochs=4)
+    r = train(cfg, graph=cora, out_dir=tmp_path, progress=False)
+    la = r["learned_alpha"]
+    # the independent copy: α in the checkpoint's model state, (layers, channels)
+    (ckpt,) = tmp_path.glob("*.ckpt.pt")
+    state = torch.load(ckpt, weights_only=False)
+    alpha = next(v for k, v in state["model"].items() if k.endswith("alpha")).double()
+    assert alpha.shape == (4, 16) and not torch.allclose(alpha, torch.full_like(alpha, 0.5))
+    assert la["per_layer"] == pytest.approx(alpha.mean(1).tolist())
+    assert (la["min"], la["max"]) == pytest.approx((alpha.min().item(), alpha.max().item()))
+    saved = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert saved["learned_alpha"] == la
+    assert "learned_alpha" not in train(replace(SMALL, epochs=1), graph=cora, progress=False)

@@ -478,6 +478,8 @@ def train(
             "seconds_per_epoch": float(np.median(hist["seconds"])) if hist["seconds"] else None,
             "torch_threads": torch.get_num_threads(), "curves": hist, "diverged": diverged,
         }
+        if cfg.learn_alpha and cfg.imex != "none":
+            r["learned_alpha"] = _alpha_summary(model.block.alpha)
         if lp is not None:
             r["serial_test_acc_at_best_val"] = best.get("test_acc_serial", float("nan"))
             r["mgrit_warning"] = lp.divergence_warning  # on_divergence='warn': the first one
@@ -518,6 +520,15 @@ def train(
     r = result()  # written by rank 0
     return finish_run(r, stopped=stopped, resume="--resume (resume=True)",
                       what=f"stopped after epoch {r['epochs_run']} (partial result written)")
+
+
+def _alpha_summary(alpha: torch.Tensor) -> dict:
+    """The learned IMEX coefficients at the end of a run ('shared' (L,), 'channel' (L, c),
+    'diffusion' k² (L,)): mean, min, max, and the mean of each layer. Every rank holds all
+    of them (the gradient allreduce keeps the copies equal)."""
+    a = alpha.detach().double()
+    return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max()),
+            "per_layer": a.reshape(a.shape[0], -1).mean(1).tolist()}
 
 
 def _identity(cfg: dict) -> dict:
