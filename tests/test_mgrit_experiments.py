@@ -304,3 +304,26 @@ def test_a_corrupt_timing_file_is_named_with_what_to_do(tmp_path):
     (tmp_path / mx.TIMING_FILE).write_text('{"ranks": 1')
     with pytest.raises(ValueError, match="delete it and run experiment pdegcn-mgrit parallel"):
         mx.load_timing(tmp_path)
+
+
+def test_the_readme_stable_alpha_table_is_computed_beside_the_kept_best_alpha(cora):
+    from pathlib import Path
+
+    kept = Path(__file__).resolve().parents[1] / "results" / "pdegcn_mgrit"
+    if not sorted(kept.glob("*_seed*.json")):
+        pytest.skip("no kept MGRIT results yet")
+    table = mx.format_stable_alpha(mx.stable_alpha(graph=cora), mx.load(kept))
+    assert table in (kept / "README.md").read_text(), (
+        "results/pdegcn_mgrit/README.md: paste mgrit_experiments.format_stable_alpha("
+        "stable_alpha(), load('results/pdegcn_mgrit'))")
+
+
+def test_format_stable_alpha_names_the_sweep_s_best_alpha_and_its_seeds():
+    rows = [{"levels": 2, "cf": 4, "rho_eval": 0.5, "rho_train": 3.3,
+             "alpha_train_per_level": {1: 1.35}, "alpha_train": 1.35}]
+    recs = [_rec("alpha", 64, 2, 4, a, 0.8, [0.8]) | {"best_val_acc": v, "seed": s}
+            for a, v, s in ((1.0, 0.9, 0), (2.5, 0.8, 0), (2.5, 0.8, 1))]
+    recs[0]["mgrit_warning"] = "level 1 grew"  # unstable: not a recommendation
+    text = mx.format_stable_alpha(rows, recs)
+    assert "| 2 | 4 | 0.500 | 3.300 | ℓ1: 1.35 | 1.35 | 2.5 (2) | 2.5 |" in text
+    assert "| - | 2.5 |" in mx.format_stable_alpha(rows, [])

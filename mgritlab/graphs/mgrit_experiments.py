@@ -482,6 +482,27 @@ def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = 64, dataset: str = "C
     return out
 
 
+def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> str:
+    """:func:`stable_alpha` as a markdown table, beside the best α of the finished sweep in
+    ``records`` (:func:`best_alpha`, with the seeds it rests on) and the thesis's."""
+    ended = [r for r in records or [] if r["finished"] or r["diverged"]]
+    best = best_alpha(ended)
+    lines = ["| levels | cf | ρ eval | ρ train | α per level (train) | α needed (train) | "
+             "sweep's best α (seeds) | thesis best α |",
+             "|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        key = (r["levels"], r["cf"])
+        per = ", ".join(f"ℓ{lv}: {a:.2f}" for lv, a in sorted(r["alpha_train_per_level"].items()))
+        a = best.get(key)
+        seeds = sum(x["experiment"] == "alpha" and (x["levels"], x["cf"], x["alpha"])
+                    == (*key, a) for x in ended)
+        found = "-" if a is None else f"{a:g} ({seeds})"
+        lines.append(f"| {key[0]} | {key[1]} | {r['rho_eval']:.3f} | {r['rho_train']:.3f} | "
+                     f"{per} | {r['alpha_train']:.2f} | {found} | "
+                     f"{THESIS_BEST_ALPHA.get(key, float('nan')):g} |")
+    return "\n".join(lines)
+
+
 # -- summaries --------------------------------------------------------------------------------
 def aggregate(records: list[dict]) -> list[dict]:
     """Mean/std over seeds per (experiment, layers, levels, cf, α, coarse_only)."""
