@@ -277,7 +277,15 @@ def test_plots_of_figs_5_10_to_5_13():
     serial, lp = ax.get_lines()
     assert list(serial.get_xdata()) == [2.0, 4.0, 6.0]  # epochs × the serial step
     assert list(serial.get_ydata()) == pytest.approx([0.5, 0.7, 0.81])
-    assert "model, 32 ranks" in lp.get_label() and ax.get_xlim() == (0.0, 100.0)
+    assert "model, 32 rank(s)" in lp.get_label() and ax.get_xlim() == (0.0, 100.0)
+    # 2 ranks were measured: the time axis is the measured 2-rank step
+    ax = mx.plot_accuracy_vs_time(records, timing, {(3, 4): 2.5}, layers=64, ranks=2)
+    assert "measured, 2 rank(s)" in ax.get_lines()[1].get_label()
+    assert list(ax.get_lines()[1].get_xdata()) == [3.5, 7.0, 10.5]
+    ax = mx.plot_accuracy_vs_time(records, None, {(3, 4): 2.5}, layers=64, x="epoch")
+    assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[1, 2, 3]] * 2
+    with pytest.raises(ValueError, match="x must be 'time' or 'epoch'"):
+        mx.plot_accuracy_vs_time(records, timing, {}, layers=64, x="seconds")
     ax = mx.plot_coarse_only(records, {(3, 4): 2.5})
     assert [ln.get_label() for ln in ax.get_lines()] == [
         "3 levels, cf 4: α = 2.5 on coarse levels only", "3 levels, cf 4: α = 2.5 on all levels"]

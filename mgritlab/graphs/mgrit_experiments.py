@@ -694,42 +694,54 @@ def plot_coarse_only(records: list[dict], best: dict, metric: str = "test_acc", 
     return ax
 
 
-def plot_accuracy_vs_time(records: list[dict], timing: list[dict], best: dict, *,
-                          layers: int, ranks: int, metric: str = "test_acc",
-                          until: float | None = None, ax=None):
-    """Figs. 5.11–5.13: ``metric`` (mean over seeds) against the training time — epoch ×
-    the seconds per step of :func:`wall_time_table` (measured, or the critical-path model at
-    ``ranks``; the serial network on one process). ``until`` cuts the time axis (fig. 5.13:
-    the same training time for every curve); at 256 layers the thesis's 150-epoch times
-    (fig. 5.12: ≈ 2000 s for 3 levels, cf 4 on 64 processes, ≈ 7000 s serial) are marked."""
+def plot_accuracy_vs_time(records: list[dict], timing: list[dict] | None, best: dict, *,
+                          layers: int, ranks: int = 1, metric: str = "test_acc",
+                          until: float | None = None, x: str = "time", ax=None):
+    """Figs. 5.11–5.13: ``metric`` (mean over seeds) of the serial network and each (levels,
+    cf) of ``best`` at its α, against the training time — epoch × the seconds per step of
+    :func:`wall_time_table`: measured where ``timing`` has ``ranks`` (1 process, 2 ranks),
+    else the critical-path model's (32, 64 ranks); the serial network on one process — or,
+    with ``x='epoch'``, against the epoch (``timing`` not needed). ``until`` cuts the time
+    axis (fig. 5.13: the same training time for every curve); at 256 layers the thesis's
+    150-epoch times (fig. 5.12: ≈ 2000 s for 3 levels, cf 4 on 64 processes, ≈ 7000 s
+    serial) are marked."""
     import matplotlib.pyplot as plt
 
+    if x not in ("time", "epoch"):
+        raise ValueError(f"x must be 'time' or 'epoch', not {x!r}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
-    for row in wall_time_table(records, timing, best, layers=layers, ranks=ranks):
+    if x == "time":
+        rows = wall_time_table(records, timing or [], best, layers=layers, ranks=ranks)
+    else:
+        rows = [{"cf": None, "step_P": 1.0}] + [
+            {"config": f"{lv} levels, cf {cf}", "levels": lv, "cf": cf, "alpha": a,
+             "step_P": 1.0} for (lv, cf), a in sorted(best.items())]
+    for row in rows:
         if row["cf"] is None:
             rs = [r for r in records if r["experiment"] == "serial" and r["layers"] == layers]
-            style, label = "k-", "serial, α = 0 (1 process)"
+            style, label = "k-", "serial, α = 0" + (" (1 process)" if x == "time" else "")
         else:
             rs = [r for r in records if r["experiment"] == "alpha" and r["layers"] == layers
                   and (r["levels"], r["cf"], r["alpha"]) == (row["levels"], row["cf"],
                                                               row["alpha"])]
             style = "-"
-            label = (f"{row['config']}, α = {row['alpha']:g} "
-                     f"({'model' if row['modelled'] else 'measured'}, {ranks} ranks)")
+            label = f"{row['config']}, α = {row['alpha']:g}"
+            if x == "time":
+                label += f" ({'model' if row['modelled'] else 'measured'}, {ranks} rank(s))"
         if not rs:
             continue
         y = _mean_curve(rs, metric)
         ax.plot(np.arange(1, len(y) + 1) * row["step_P"], y, style, label=label,
                 marker="o" if len(y) < 3 else None)  # a short run is still seen
-    if layers == THESIS_256["layers"]:
+    if x == "time" and layers == THESIS_256["layers"]:
         for key, text in (("serial_s", "thesis: serial"), ("parallel_s", "thesis: 3 lv, cf 4")):
             ax.axvline(THESIS_256[key], color="gray", ls=":", lw=1)
             ax.annotate(text, (THESIS_256[key], 0.02), xycoords=("data", "axes fraction"),
                         rotation=90, fontsize=6, color="gray")
     if until is not None:
         ax.set_xlim(0, until)
-    ax.set_xlabel("training time, s (evaluation left out)")
+    ax.set_xlabel("training time, s (evaluation left out)" if x == "time" else "epoch")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(f"{layers} layers" + (f", up to {until:.0f} s" if until else ""))
     ax.grid(alpha=0.3)
