@@ -335,3 +335,19 @@ def test_format_stable_alpha_names_the_sweep_s_best_alpha_and_its_seeds():
     text = mx.format_stable_alpha(rows, recs)
     assert "| 2 | 4 | 0.500 | 3.300 | ℓ1: 1.35 | 1.35 | 2.5 (2) | 2.5 |" in text
     assert "| - | 2.5 |" in mx.format_stable_alpha(rows, [])
+
+
+def test_parallel_waits_for_the_whole_alpha_sweep_unless_told(tmp_path, capsys, monkeypatch):
+    from mgritlab.__main__ import main
+
+    recs = [_rec("alpha", 64, lv, cf, 2.5, 0.8, [0.8]) for lv, cf in mx.HIERARCHIES]
+    assert mx.sweep_progress(recs) == (4, 72)
+    assert mx.sweep_progress(recs, seeds=(0,)) == (4, 24)
+    full = [r | {"alpha": a, "seed": s} for r in recs for a in mx.ALPHAS for s in (0, 1, 2)]
+    assert mx.sweep_progress(full) == (72, 72)
+    # a kept sweep with a best α for every hierarchy, but 4 of its 72 runs
+    monkeypatch.setattr(mx, "load", lambda out: recs)
+    rc = main(["experiment", "pdegcn-mgrit", "parallel", "--out", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "4 of 72 runs finished" in err and "--partial-sweep" in err

@@ -151,6 +151,9 @@ def register_experiments(exp) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--progress", action="store_true", help="a progress bar per run")
+    p.add_argument("--partial-sweep", action="store_true",
+                   help="parallel: use the best α of an unfinished alpha sweep (it may still "
+                        "change; without this flag parallel waits for the whole sweep)")
     p.set_defaults(func=_mgrit_experiment)
 
     p = exp.add_parser("admm", help="Wang et al.: pdADMM-G, pdADMM-G-Q and Adam on a GA-MLP "
@@ -352,11 +355,18 @@ def _mgrit_experiment(args) -> int:
     try:
         graph = load_graph(args.dataset)
         if args.what == "parallel":
-            best = mx.best_alpha([r for r in mx.load(args.out) if r["layers"] == 64])
+            kept = [r for r in mx.load(args.out) if r["layers"] == 64]
+            best = mx.best_alpha(kept)
             if len(best) < len(mx.HIERARCHIES) and not args.quick:
                 return usage_error(f"the alpha sweep in {args.out} has a best α for "
                                    f"{sorted(best)} only; finish it first (experiment "
                                    "pdegcn-mgrit alpha --resume)")
+            done, total = mx.sweep_progress(kept, seeds=args.seeds or (0, 1, 2))
+            if done < total and not (args.quick or args.partial_sweep):
+                return usage_error(
+                    f"the alpha sweep in {args.out} has {done} of {total} runs finished, so "
+                    f"its best α {best} may still change: finish it (experiment pdegcn-mgrit "
+                    "alpha --resume), or add --partial-sweep to train and time at this α")
             best = best or {(2, 2): 1.0}
             depths = (16, 64) if args.quick else (64, 256)
             records += mx.parallel_sweep(best, layers_list=depths, graph=graph,

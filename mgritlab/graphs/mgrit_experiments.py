@@ -575,6 +575,17 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def sweep_progress(records: list[dict], *, seeds=(0, 1, 2), layers: int = 64
+                   ) -> tuple[int, int]:
+    """(finished, planned) runs of the α sweep of figs. 5.6–5.9 at ``layers`` layers: every
+    (levels, cf) × α of the protocol for each of ``seeds``."""
+    plan = {(lv, cf, a, s) for lv, cf in HIERARCHIES for a in ALPHAS for s in seeds}
+    done = {(r["levels"], r["cf"], r["alpha"], r["seed"]) for r in records
+            if r["experiment"] == "alpha" and r["layers"] == layers
+            and (r["finished"] or r["diverged"])}
+    return len(plan & done), len(plan)
+
+
 def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = None) -> str:
     """What a kept sweep holds: finished runs of the serial reference, the α sweep and fig.
     5.10 against the full protocol (``seeds``), the best α per (levels, cf) from the finished
@@ -587,8 +598,9 @@ def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = 
         return sum(r["experiment"] == exp and r["layers"] == layers for r in ended)
 
     partial = len(records) - len(ended)
+    done, planned = sweep_progress(ended, seeds=seeds)
     lines = [f"finished at 64 layers: serial {count('serial')} of {n}, α sweep "
-             f"{count('alpha')} of {len(HIERARCHIES) * len(ALPHAS) * n}, α on the coarse levels "
+             f"{done} of {planned}, α on the coarse levels "
              f"only (fig. 5.10) {count('coarse_only')} of {len(HIERARCHIES) * n}"
              + (f"; {partial} partial run(s) left out" if partial else "")]
     best = best_alpha(ended)
