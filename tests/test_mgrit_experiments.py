@@ -204,6 +204,10 @@ def test_the_readme_table_is_the_kept_records():
     assert mx.format_table(mx.load(kept)) in (kept / "README.md").read_text(), (
         "results/pdegcn_mgrit/README.md: paste the table of `python -m mgritlab experiment "
         "pdegcn-mgrit report --out results/pdegcn_mgrit`")
+    # the figures the README shows are there (report --figures draws them)
+    for name in ("alpha_sweep.png",):
+        assert f"]({name})" in (kept / "README.md").read_text()
+        assert (kept / name).stat().st_size > 10_000, f"run report --figures: {name}"
 
 
 # -- figs. 5.10-5.13: the time axis, the wall-time table and the plots ----------------------
@@ -351,3 +355,25 @@ def test_parallel_waits_for_the_whole_alpha_sweep_unless_told(tmp_path, capsys, 
     assert rc == 2
     err = capsys.readouterr().err
     assert "4 of 72 runs finished" in err and "--partial-sweep" in err
+
+
+def test_report_writes_the_figures_of_what_out_holds(cora, tmp_path, capsys):
+    from mgritlab.__main__ import main
+
+    tiny = dict(TINY, layers=16, h=0.5)  # coarse steps of 1: stable, no warning
+    mx.alpha_sweep(hierarchies=((2, 2),), alphas=(1.0,), graph=cora, out_dir=tmp_path, **tiny)
+    assert mx.write_figures(tmp_path) == []  # figs. 5.6-5.9 are of 64 layers
+    mx.coarse_only_sweep({(2, 2): 1.0}, graph=cora, out_dir=tmp_path, **tiny)
+    mx.serial_reference(graph=cora, out_dir=tmp_path,
+                        **{k: v for k, v in tiny.items() if k != "h"})
+    # the timing of 16 layers: a synthetic one-rank row with costs for the model
+    costs = {"step": 0.01, "vjp_x": 0.02, "linearize": 0.005, "vjp_theta": 0.004}
+    mx.save([{"ranks": 1, "layers": 16, "levels": 1, "cf": None, "alpha": 0.0, "step_s": 0.2},
+             {"ranks": 1, "layers": 16, "levels": 2, "cf": 2, "alpha": 1.0, "step_s": 0.5,
+              "other_s": 0.05, "layer_costs": costs}], tmp_path / mx.TIMING_FILE)
+    assert main(["experiment", "pdegcn-mgrit", "report", "--out", str(tmp_path),
+                 "--figures"]) == 0
+    out = capsys.readouterr().out
+    for name in ("coarse_only.png", "accuracy_vs_time_16.png"):
+        assert f"wrote {tmp_path / name}" in out and (tmp_path / name).stat().st_size > 1000
+    assert "16 layers: seconds per training step" in out

@@ -151,6 +151,8 @@ def register_experiments(exp) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--progress", action="store_true", help="a progress bar per run")
+    p.add_argument("--figures", action="store_true",
+                   help="report: also write the figures (PNG) of the finished runs into --out")
     p.add_argument("--partial-sweep", action="store_true",
                    help="parallel: use the best α of an unfinished alpha sweep (it may still "
                         "change; without this flag parallel waits for the whole sweep)")
@@ -350,6 +352,9 @@ def _mgrit_experiment(args) -> int:
                   progress=args.progress)
     if args.what == "report":
         print(mx.report(mx.load(args.out), timing=mx.load_timing(args.out)))
+        if args.figures:
+            for path in mx.write_figures(args.out):
+                print(f"wrote {path}")
         return 0
     records = []
     try:

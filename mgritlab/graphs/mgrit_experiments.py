@@ -679,6 +679,67 @@ def plot_alpha_curves(records: list[dict], levels: int, cf: int, metric: str = "
     return ax
 
 
+def write_figures(out_dir) -> list[Path]:
+    """The figures of what ``out_dir`` holds, as PNG files beside the runs: ``alpha_sweep.png``
+    (figs. 5.6–5.9), ``coarse_only.png`` (fig. 5.10, once such runs exist) and, with the
+    timing of ``experiment pdegcn-mgrit parallel``, ``accuracy_vs_time_<L>.png`` (figs.
+    5.11–5.13: against epoch, against the training time on the model's ranks, and — fig.
+    5.13 — up to the time the fastest layer-parallel run needs for its epochs)."""
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    records = [r for r in load(out_dir) if r["finished"] or r["diverged"]]
+    timing = load_timing(out_dir)
+    written = []
+
+    def save(fig, name):
+        fig.savefig(out_dir / name, dpi=90)
+        plt.close(fig)
+        written.append(out_dir / name)
+
+    if any(r["experiment"] == "alpha" and r["layers"] == 64 for r in records):
+        save(plot_alpha_sweep(records), "alpha_sweep.png")
+    coarse = {(r["levels"], r["cf"]): r["alpha"] for r in records
+              if r["experiment"] == "coarse_only"}
+    if coarse:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        plot_coarse_only(records, coarse, ax=ax)
+        fig.tight_layout()
+        save(fig, "coarse_only.png")
+    for L in sorted({t["layers"] for t in timing}):
+        P, timed = WALL_TIME_RANKS.get(L, max(L // 2, 1)), timed_alpha(timing, L)
+        rows = wall_time_table(records, timing, timed, layers=L, ranks=P)
+        fastest = min(r["time_to_epochs"] for r in rows)
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4), sharey=True)
+        plot_accuracy_vs_time(records, timing, timed, layers=L, x="epoch", ax=axes[0])
+        plot_accuracy_vs_time(records, timing, timed, layers=L, ranks=P, ax=axes[1])
+        plot_accuracy_vs_time(records, timing, timed, layers=L, ranks=P, until=fastest,
+                              ax=axes[2])
+        fig.tight_layout()
+        save(fig, f"accuracy_vs_time_{L}.png")
+    return written
+
+
+def plot_alpha_sweep(records: list[dict], *, layers: int = 64, metric: str = "test_acc",
+                     hierarchies=HIERARCHIES):
+    """Figs. 5.6–5.9 in one figure: :func:`plot_alpha_curves` for each (levels, cf), with the
+    serial network of the same depth dashed; curves are means over the seeds in ``records``."""
+    import matplotlib.pyplot as plt
+
+    rs = [r for r in records if r["layers"] == layers]
+    serial = [r for r in rs if r["experiment"] == "serial"]
+    rows = (len(hierarchies) + 1) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 3.5 * rows), sharey=True, squeeze=False)
+    for ax, (lv, cf) in zip(axes.flat, hierarchies):
+        plot_alpha_curves(rs, lv, cf, metric=metric, ax=ax, serial=serial or None)
+    for ax in list(axes.flat)[len(hierarchies):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{layers} layers: {metric.replace('_', ' ')} per epoch for each shared α "
+                 "(figs. 5.6–5.9)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_coarse_only(records: list[dict], best: dict, metric: str = "test_acc", ax=None):
     """Fig. 5.10: ``metric`` per epoch (mean over seeds) with α on the coarse levels only
     (solid) and the same α on all levels (markers), for each (levels, cf) of ``best``."""
