@@ -258,7 +258,7 @@ def _train(args) -> int:
         _refuse(msg, lead)
 
     from ..mgrit import MGRITDivergenceError
-    from ..nn.runner import CheckpointError
+    from ..nn.runner import CheckpointError, RankCheckpointError
     from .datasets import DatasetError
     from .train import preset, train_seeds
 
@@ -298,8 +298,9 @@ def _train(args) -> int:
             print(f"error: {err}", file=sys.stderr)
         return 1
     except (ValueError, CheckpointError, DatasetError) as err:
-        # a bad option or an unusable file: the message says what to change
-        return usage_error(err, show=lead)
+        # a bad option or an unusable file: the message says what to change (a file only this
+        # rank reads: this rank says it, since its exit aborts the job)
+        return usage_error(err, show=lead or isinstance(err, RankCheckpointError))
     if not lead:
         return 0
     line = (f"{s['name']}: test accuracy at best validation accuracy "

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from ..mgrit import MGRITDivergenceError
 from ..mgrit.world import any_rank, world_partition
 from ..nn.runner import (
+    CheckpointError,
+    RankCheckpointError,
     finish_run,
     load_checkpoint,
     no_best,
@@ -353,6 +355,21 @@ def _warm_path(ckpt_path: Path, rank: int, size: int, epoch: int) -> Path:
                                f".e{epoch}.pt")
 
 
+def _load_rank_warm(path: Path, ckpt_path: Path, rank: int, size: int) -> dict:
+    """Rank ``rank``'s MGRIT warm start of the checkpoint ``ckpt_path``."""
+    if not path.exists():
+        err = f"its MGRIT warm start {path} is missing"
+    else:
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as e:
+            err = str(e).split(";")[0]  # what is wrong; what to do follows
+    stem = ckpt_path.name.removesuffix(".ckpt.pt")
+    raise RankCheckpointError(
+        f"rank {rank} of {size}: {err}; the run cannot resume from {ckpt_path} without it: "
+        f"delete {ckpt_path} and its {stem}.warm*.pt files to train it again from the start")
+
+
 def _recorded_error(done: dict, json_path: Path) -> Exception:
     """The divergence a result file records, raised again instead of retraining it."""
     err_type = (MGRITDivergenceError if done["diverged"]["error"] == "MGRITDivergenceError"
@@ -446,8 +463,8 @@ def train(
         set_rng_state(ck["rng"])
         if lp is not None:
             lp.divergence_warning = ck.get("mgrit_warning")
-            lp.load_warm_state(ck["warm"] if size == 1 else load_checkpoint(
-                _warm_path(ckpt_path, rank, size, start)))
+            lp.load_warm_state(ck["warm"] if size == 1 else _load_rank_warm(
+                _warm_path(ckpt_path, rank, size, start), ckpt_path, rank, size))
 
     def checkpoint(done: int) -> None:
         ck = {"config": asdict(cfg), "model": model.state_dict(),

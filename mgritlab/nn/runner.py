@@ -40,6 +40,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read; the message names the file and what to do."""
 
 
+class RankCheckpointError(CheckpointError):
+    """A checkpoint only one MPI rank reads (its own MGRIT warm start) that it cannot read: the
+    other ranks do not see the problem, so this rank must say it (rank 0 prints the rest)."""
+
+
 # ---- random state ------------------------------------------------------------------------------
 # the global generators, legacy numpy's included: code under training may draw from any of them
 def rng_state() -> dict:

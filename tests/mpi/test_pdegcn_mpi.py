@@ -85,3 +85,28 @@ def test_epoch_seconds_on_ranks_times_the_same_training_on_2_ranks():
     for r in (one, two):
         assert r["step_s"] > 0 and r["forward_s"] > 0 and r["adjoint_s"] > 0
         assert r["step_s"] >= r["forward_s"] + r["adjoint_s"]
+
+
+def test_a_rank_that_cannot_read_its_warm_start_stops_every_rank_with_the_file_named(tmp_path):
+    """Each rank resumes from its own MGRIT warm-start file: one unreadable file must stop the
+    whole run at once (not leave the other ranks waiting in a collective)."""
+    import sys
+
+    from mgritlab.cluster import MPITimeout, run_mpi
+
+    args = [sys.executable, "-m", "mgritlab", "train", "pdegcn", "--layers", "8", "--channels",
+            "8", "--imex", "shared", "--alpha", "1", "--layer-parallel", "--levels", "3", "--cf",
+            "2", "--seeds", "0", "--no-progress", "--out", str(tmp_path), "--resume"]
+    assert run_mpi([*args, "--epochs", "2"], 2, timeout=120).returncode == 0
+    (warm,) = tmp_path.glob("*.warm1of2.e2.pt")
+    warm.write_bytes(b"cut short")
+    try:
+        proc = run_mpi([*args, "--epochs", "4"], 2, timeout=120)  # extends from epoch 2
+    except MPITimeout:
+        pytest.fail("rank 0 went on training while rank 1 could not resume: the job hung")
+    assert proc.returncode != 0
+    assert warm.name in proc.stdout and "rank 1 of 2" in proc.stdout
+    assert "to train it again from the start" in proc.stdout  # what to do
+    warm.unlink()  # a missing warm start is named as well
+    proc = run_mpi([*args, "--epochs", "4"], 2, timeout=120)
+    assert proc.returncode != 0 and f"{warm} is missing" in proc.stdout
