@@ -51,5 +51,8 @@ def test_kept_coarse_comparison_is_what_the_command_computes():
     assert kept["schemes"]["classic"]["diverged"] and fresh["schemes"]["classic"]["diverged"]
     a, b = kept["schemes"]["implicit"], fresh["schemes"]["implicit"]
     assert not a["diverged"] and len(a["residuals"]) == len(b["residuals"])
+    # relative to each residual, plus the rounding floor: residuals near 1e-12 of the first
+    # carry the last bits of the CPU's kernels (AVX-512 machines differ from AVX2 ones there)
+    floor = 1e-14 * b["residuals"][0]
     for x, y in zip(a["residuals"], b["residuals"]):
-        assert abs(x - y) <= 1e-6 * y
+        assert abs(x - y) <= 1e-6 * y + floor
