@@ -32,6 +32,7 @@ with the exact serial forward.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -219,8 +220,6 @@ def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float =
     phases: opening/closing maps, loss, Adam), which :func:`modelled_step_seconds` needs."""
     from dataclasses import asdict
 
-    import torch
-
     from ..cluster import mpi_call
     from .train import TrainConfig, train
 
@@ -234,12 +233,8 @@ def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float =
         return {**row, "step_s": _serial_step_seconds(cfg, epochs, graph)}
     config = dict(asdict(cfg), epochs=epochs)
     if ranks == 1:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as each rank of the mpiexec run
-        try:
+        with _one_thread():
             rec = train(TrainConfig.from_dict(config), graph=graph, progress=False)
-        finally:
-            torch.set_num_threads(threads)
     else:
         rec = mpi_call("mgritlab.tasks:train_pdegcn_layer_parallel", ranks, timeout=timeout,
                        config=config)
@@ -257,18 +252,27 @@ def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float =
 PHASES = ("forward", "adjoint", "gradient", "communication")
 
 
+@contextmanager
+def _one_thread():
+    """One torch thread (as each rank of an mpiexec run), the caller's count restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _serial_step_seconds(cfg, steps: int, graph=None) -> float:
     import time
-
-    import torch
 
     from ..nn.runner import seed_all
     from .train import build_model, build_optimizer, load_graph, train_step
 
     data, ops = graph if graph is not None else load_graph(cfg.dataset)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         seed_all(cfg.seed)
         model = build_model(cfg, data, ops)
         opt = build_optimizer(cfg, model)
@@ -277,13 +281,16 @@ def _serial_step_seconds(cfg, steps: int, graph=None) -> float:
             t0 = time.perf_counter()
             train_step(model, opt, data)
             times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(threads)
     return float(np.median(times[1:]))
 
 
 TIMING_FILE = "mgrit_parallel_timing.json"
 WALL_TIME_RANKS = {64: 32, 256: 64}  # figs. 5.11 (64 layers, 32 processes) and 5.12–5.13
+
+
+def wall_time_ranks(layers: int) -> int:
+    """The ranks of the thesis's time axis at ``layers`` layers (half the depth elsewhere)."""
+    return WALL_TIME_RANKS.get(layers, max(layers // 2, 1))
 
 
 def parallel_timing(best: dict, *, layers_list=(64, 256), quick: bool = False,
@@ -352,16 +359,12 @@ def layer_costs_of(cfg, *, graph=None, reps: int = 5, mask_seed: int = 1) -> dic
     from .train import build_model, load_graph
 
     data, ops = graph if graph is not None else load_graph(cfg.dataset)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         model = build_model(cfg, data, ops).eval()
         with torch.no_grad():
             f0 = model.open(data.x)
         return layer_costs(model.block, f0, FrozenDropout({"grad": cfg.dropout}, mask_seed),
                            reps=reps)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def modelled_step_seconds(one_rank: dict, ranks: int, *, fwd_iters: int = 2,
@@ -613,7 +616,7 @@ def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = 
                      + f"; thesis {thesis:g}")
     text = "\n".join(lines) + "\n\n" + format_table(ended)
     for L in sorted({t["layers"] for t in timing or []}):
-        P = WALL_TIME_RANKS.get(L, max(L // 2, 1))
+        P = wall_time_ranks(L)
         timed = timed_alpha(timing, L)
         text += "\n\n" + format_wall_time(wall_time_table(ended, timing, timed, layers=L,
                                                            ranks=P), layers=L, ranks=P)
@@ -707,7 +710,7 @@ def write_figures(out_dir) -> list[Path]:
         fig.tight_layout()
         save(fig, "coarse_only.png")
     for L in sorted({t["layers"] for t in timing}):
-        P, timed = WALL_TIME_RANKS.get(L, max(L // 2, 1)), timed_alpha(timing, L)
+        P, timed = wall_time_ranks(L), timed_alpha(timing, L)
         rows = wall_time_table(records, timing, timed, layers=L, ranks=P)
         fastest = min(r["time_to_epochs"] for r in rows)
         fig, axes = plt.subplots(1, 3, figsize=(16, 4), sharey=True)
