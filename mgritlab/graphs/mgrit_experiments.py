@@ -398,8 +398,7 @@ def wall_time_table(records: list[dict], timing: list[dict], best: dict, *, laye
                 and (t["levels"], t["cf"], t["alpha"]) == (lv, cf, a)}
 
     def accuracy(pred):
-        rs = [r for r in records if r["layers"] == layers and pred(r)
-              and (r["finished"] or r["diverged"])]
+        rs = [r for r in ended(records) if r["layers"] == layers and pred(r)]
         acc = [r["test_acc_at_best_val"] for r in rs]
         return (float(np.mean(acc)) if acc else float("nan")), len(rs)
 
@@ -488,8 +487,8 @@ def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = 64, dataset: str = "C
 def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> str:
     """:func:`stable_alpha` as a markdown table, beside the best α of the finished sweep in
     ``records`` (:func:`best_alpha`, with the seeds it rests on) and the thesis's."""
-    ended = [r for r in records or [] if r["finished"] or r["diverged"]]
-    best = best_alpha(ended)
+    runs = ended(records or [])
+    best = best_alpha(runs)
     lines = ["| levels | cf | ρ eval | ρ train | α per level (train) | α needed (train) | "
              "sweep's best α (seeds) | thesis best α |",
              "|---:|---:|---:|---:|---|---:|---:|---:|"]
@@ -497,9 +496,7 @@ def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> 
         key = (r["levels"], r["cf"])
         per = ", ".join(f"ℓ{lv}: {a:.2f}" for lv, a in sorted(r["alpha_train_per_level"].items()))
         a = best.get(key)
-        seeds = sum(x["experiment"] == "alpha" and (x["levels"], x["cf"], x["alpha"])
-                    == (*key, a) for x in ended)
-        found = "-" if a is None else f"{a:g} ({seeds})"
+        found = "-" if a is None else f"{a:g} ({_alpha_seeds(runs, key, a)})"
         lines.append(f"| {key[0]} | {key[1]} | {r['rho_eval']:.3f} | {r['rho_train']:.3f} | "
                      f"{per} | {r['alpha_train']:.2f} | {found} | "
                      f"{THESIS_BEST_ALPHA.get(key, float('nan')):g} |")
@@ -546,8 +543,7 @@ def best_alpha(records: list[dict], *, allow_unstable: bool = False) -> dict:
     left out: its best validation accuracy so far is no measure of the configuration.
     """
     best: dict[tuple, tuple] = {}
-    ended = [r for r in records if r["experiment"] == "alpha" and (r["finished"] or r["diverged"])]
-    for row in aggregate(ended):
+    for row in aggregate([r for r in ended(records) if r["experiment"] == "alpha"]):
         if row["diverged"] or (row["warned"] and not allow_unstable):
             continue
         key = (row["levels"], row["cf"])
@@ -583,9 +579,8 @@ def sweep_progress(records: list[dict], *, seeds=(0, 1, 2), layers: int = 64
     """(finished, planned) runs of the α sweep of figs. 5.6–5.9 at ``layers`` layers: every
     (levels, cf) × α of the protocol for each of ``seeds``."""
     plan = {(lv, cf, a, s) for lv, cf in HIERARCHIES for a in ALPHAS for s in seeds}
-    done = {(r["levels"], r["cf"], r["alpha"], r["seed"]) for r in records
-            if r["experiment"] == "alpha" and r["layers"] == layers
-            and (r["finished"] or r["diverged"])}
+    done = {(r["levels"], r["cf"], r["alpha"], r["seed"]) for r in ended(records)
+            if r["experiment"] == "alpha" and r["layers"] == layers}
     return len(plan & done), len(plan)
 
 
@@ -594,33 +589,43 @@ def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = 
     5.10 against the full protocol (``seeds``), the best α per (levels, cf) from the finished
     runs (with the seeds it rests on) beside the thesis's, and :func:`format_table`; with
     ``timing`` (:func:`load_timing`) also :func:`format_wall_time` per timed depth."""
-    ended = [r for r in records if r["finished"] or r["diverged"]]
+    runs = ended(records)
     n = len(seeds)
 
     def count(exp, layers=64):
-        return sum(r["experiment"] == exp and r["layers"] == layers for r in ended)
+        return sum(r["experiment"] == exp and r["layers"] == layers for r in runs)
 
-    partial = len(records) - len(ended)
-    done, planned = sweep_progress(ended, seeds=seeds)
+    partial = len(records) - len(runs)
+    done, planned = sweep_progress(runs, seeds=seeds)
     lines = [f"finished at 64 layers: serial {count('serial')} of {n}, α sweep "
              f"{done} of {planned}, α on the coarse levels "
              f"only (fig. 5.10) {count('coarse_only')} of {len(HIERARCHIES) * n}"
              + (f"; {partial} partial run(s) left out" if partial else "")]
-    best = best_alpha(ended)
+    best = best_alpha(runs)
     for key, thesis in THESIS_BEST_ALPHA.items():
         a = best.get(key)
-        used = sum(r["experiment"] == "alpha" and (r["levels"], r["cf"]) == key
-                   and r["alpha"] == a for r in ended)
-        lines.append(f"best α at {key[0]} levels, cf {key[1]}: "
-                     + (f"{a:g} ({used} seed(s))" if a is not None else "none stable yet")
-                     + f"; thesis {thesis:g}")
-    text = "\n".join(lines) + "\n\n" + format_table(ended)
+        found = ("none stable yet" if a is None
+                 else f"{a:g} ({_alpha_seeds(runs, key, a)} seed(s))")
+        lines.append(f"best α at {key[0]} levels, cf {key[1]}: {found}; thesis {thesis:g}")
+    text = "\n".join(lines) + "\n\n" + format_table(runs)
     for L in sorted({t["layers"] for t in timing or []}):
         P = wall_time_ranks(L)
         timed = timed_alpha(timing, L)
-        text += "\n\n" + format_wall_time(wall_time_table(ended, timing, timed, layers=L,
+        text += "\n\n" + format_wall_time(wall_time_table(runs, timing, timed, layers=L,
                                                            ranks=P), layers=L, ranks=P)
     return text
+
+
+def ended(records: list[dict]) -> list[dict]:
+    """The runs of ``records`` that reached their last epoch or stopped diverged (a partial
+    run's best validation accuracy so far is no measure of its configuration)."""
+    return [r for r in records if r["finished"] or r["diverged"]]
+
+
+def _alpha_seeds(records: list[dict], key: tuple, alpha: float) -> int:
+    """How many α-sweep runs of ``records`` the α ``alpha`` of (levels, cf) ``key`` rests on."""
+    return sum(r["experiment"] == "alpha" and (r["levels"], r["cf"], r["alpha"]) == (*key, alpha)
+               for r in records)
 
 
 def load(out_dir) -> list[dict]:
@@ -691,7 +696,7 @@ def write_figures(out_dir) -> list[Path]:
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    records = [r for r in load(out_dir) if r["finished"] or r["diverged"]]
+    records = ended(load(out_dir))
     timing = load_timing(out_dir)
     written = []
 
