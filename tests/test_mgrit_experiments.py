@@ -2,7 +2,9 @@
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
 
 from mgritlab.graphs import mgrit_experiments as mx
 from mgritlab.graphs.train import load_graph
@@ -298,8 +300,14 @@ def test_plots_of_figs_5_10_to_5_13():
 
 def test_parallel_timing_times_serial_and_layer_parallel_steps_and_report_shows_them(
         cora, tmp_path):
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
     rows = mx.parallel_timing({(2, 2): 1.0}, layers_list=(16,), quick=True, graph=cora,
                               ranks=(1,), epochs=2)
+    # the timed runs seed the global generators; the caller's next draws are its own
+    draws = (torch.rand(3), np.random.rand(3))  # noqa: NPY002
+    assert torch.equal(draws[0], torch.rand(3, generator=torch.Generator().manual_seed(123)))
+    assert np.array_equal(draws[1], np.random.RandomState(123).rand(3))
     serial, lp = rows
     assert (serial["levels"], serial["cf"], serial["ranks"]) == (1, None, 1)
     assert (lp["levels"], lp["cf"], lp["alpha"], lp["ranks"]) == (2, 2, 1.0, 1)

@@ -233,7 +233,7 @@ def epoch_seconds_on_ranks(cfg, ranks: int, *, epochs: int = 3, timeout: float =
         return {**row, "step_s": _serial_step_seconds(cfg, epochs, graph)}
     config = dict(asdict(cfg), epochs=epochs)
     if ranks == 1:
-        with _one_thread():
+        with _timed_in_process():
             rec = train(TrainConfig.from_dict(config), graph=graph, progress=False)
     else:
         rec = mpi_call("mgritlab.tasks:train_pdegcn_layer_parallel", ranks, timeout=timeout,
@@ -253,16 +253,20 @@ PHASES = ("forward", "adjoint", "gradient", "communication")
 
 
 @contextmanager
-def _one_thread():
-    """One torch thread (as each rank of an mpiexec run), the caller's count restored."""
+def _timed_in_process():
+    """One torch thread (as each rank of an mpiexec run); afterwards the caller's thread count
+    and global random generators as they were (a timed run seeds and draws from them)."""
     import torch
 
-    threads = torch.get_num_threads()
+    from ..nn.runner import rng_state, set_rng_state
+
+    threads, state = torch.get_num_threads(), rng_state()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+        set_rng_state(state)
 
 
 def _serial_step_seconds(cfg, steps: int, graph=None) -> float:
@@ -272,7 +276,7 @@ def _serial_step_seconds(cfg, steps: int, graph=None) -> float:
     from .train import build_model, build_optimizer, load_graph, train_step
 
     data, ops = graph if graph is not None else load_graph(cfg.dataset)
-    with _one_thread():
+    with _timed_in_process():
         seed_all(cfg.seed)
         model = build_model(cfg, data, ops)
         opt = build_optimizer(cfg, model)
@@ -356,10 +360,12 @@ def layer_costs_of(cfg, *, graph=None, reps: int = 5, mask_seed: int = 1) -> dic
 
     from ..nn.cost_model import layer_costs
     from ..nn.frozen import FrozenDropout
+    from ..nn.runner import seed_all
     from .train import build_model, load_graph
 
     data, ops = graph if graph is not None else load_graph(cfg.dataset)
-    with _one_thread():
+    with _timed_in_process():
+        seed_all(cfg.seed)  # the initial network of a run with this seed
         model = build_model(cfg, data, ops).eval()
         with torch.no_grad():
             f0 = model.open(data.x)
