@@ -356,21 +356,27 @@ def layer_costs_of(cfg, *, graph=None, reps: int = 5, mask_seed: int = 1) -> dic
     gradient (``nn.cost_model.layer_costs``) at the initial network's opening state, with one
     draw of the training-mode dropout masks, on one thread: the costs the critical-path model
     of figs. 5.11–5.13 multiplies."""
+    from ..nn.cost_model import layer_costs
+
+    with _timed_in_process():
+        model, f0, frozen = _initial_layer_inputs(cfg, graph, mask_seed)
+        return layer_costs(model.block, f0, frozen, reps=reps)
+
+
+def _initial_layer_inputs(cfg, graph, mask_seed: int):
+    """The initial network of ``cfg`` (evaluation mode), its opening map's output on the
+    graph's features, and one draw (``mask_seed``) of the frozen training-mode dropout masks
+    of the layers: what a layer is linearised or timed at before training."""
     import torch
 
-    from ..nn.cost_model import layer_costs
     from ..nn.frozen import FrozenDropout
-    from ..nn.runner import seed_all
     from .train import build_model, load_graph
 
     data, ops = graph if graph is not None else load_graph(cfg.dataset)
-    with _timed_in_process():
-        seed_all(cfg.seed)  # the initial network of a run with this seed
-        model = build_model(cfg, data, ops).eval()
-        with torch.no_grad():
-            f0 = model.open(data.x)
-        return layer_costs(model.block, f0, FrozenDropout({"grad": cfg.dropout}, mask_seed),
-                           reps=reps)
+    model = build_model(cfg, data, ops).eval()
+    with torch.no_grad():
+        f0 = model.open(data.x)
+    return model, f0, FrozenDropout({"grad": cfg.dropout}, mask_seed)
 
 
 def modelled_step_seconds(one_rank: dict, ranks: int, *, fwd_iters: int = 2,
@@ -463,18 +469,11 @@ def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = 64, dataset: str = "C
     the frozen masks, p of the preset). Level ℓ steps H = cf^ℓ·h; α_ℓ = min_alpha([−ρ], H).
     Returns one record per (levels, cf) with the α each mode needs (the largest over levels).
     """
-    import torch
-
-    from ..nn.frozen import FrozenDropout
     from ..stability import min_alpha
-    from .train import build_model, load_graph, preset
+    from .train import preset
 
-    data, ops = graph if graph is not None else load_graph(dataset)
     cfg = replace(preset(dataset, layers), seed=seed)
-    model = build_model(cfg, data, ops).eval()
-    with torch.no_grad():
-        f0 = model.open(data.x)
-    frozen = FrozenDropout({"grad": cfg.dropout}, mask_seed)
+    model, f0, frozen = _initial_layer_inputs(cfg, graph, mask_seed)
     ks = sorted({0, layers // 2, layers - 1})
     rho = {"eval": max(model.block.spectral_radius(f0, k) for k in ks),
            "train": max(model.block.spectral_radius(f0, k, frozen) for k in ks)}
