@@ -296,6 +296,33 @@ def test_stagnation_at_round_off_stops_quietly():
                  ) < 1e-12
 
 
+class _RoundOff:
+    """Forward Euler for u' = λu, each step's result perturbed by a seeded relative 1e-17 to
+    1e-16 (round-off that a CPU's kernels may leave, rounding up or down)."""
+
+    def __init__(self, lam):
+        self.lam, self.gen = lam, torch.Generator().manual_seed(0)
+
+    def step(self, u, i, level):
+        out = u * (1 + self.lam * level.h(i)[:, None])
+        size = 10.0 ** (-17 + torch.rand(out.shape, generator=self.gen, dtype=out.dtype))
+        sign = torch.rand(out.shape, generator=self.gen, dtype=out.dtype) < 0.5
+        return out * (1 + torch.where(sign, -size, size))
+
+
+def test_round_off_growth_after_convergence_is_no_divergence():
+    """With check_growth and an amplifying coarse level (32h·λ = -2.5), the first iteration
+    after convergence that moves round-off upwards once raised 'MGRIT diverges'."""
+    u0 = torch.ones(1, dtype=torch.float64)
+    t = uniform_grid(0, 4, 513)
+    res = solve(_RoundOff(-10.0), u0, t, max_levels=2, cf=32, tol=1e-30, max_iter=30,
+                check_growth=True)
+    assert any(b > a for a, b in zip(res.residuals[7:], res.residuals[8:]))  # it did grow
+    assert max(res.residuals[7:]) < 1e-12
+    exact = sequential_solve(Dahlquist(-10.0, scheme="forward_euler"), u0, t)
+    assert float((res.u - exact).abs().max()) < 1e-12
+
+
 def test_stagnation_above_round_off_with_an_unstable_level_raises():
     prob = Dahlquist(-20.0, scheme="forward_euler")   # 16h·λ = -2.5: level 1 amplifies by 1.5
     with pytest.raises(MGRITDivergenceError, match=r"(?s)stagnated.*Level 1 looks unstable"):

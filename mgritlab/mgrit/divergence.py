@@ -85,6 +85,8 @@ def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, pa
     * with ``check_growth``: the first iteration that raises the residual, when a coarse level
       is unstable — for solves of a few iterations (layer-parallel training, T₁ = 2) that end
       long before a residual could grow by ``divergence_factor``;
+    * neither of the last two below :func:`roundoff_floor`: once converged, an iteration only
+      moves round-off, which may round upwards (no divergence);
     * stagnation (five iterations with ρ > 0.98) above round-off when a coarse level is
       unstable, or when the step mixes batch members (:func:`batch_mixing`).
     """
@@ -101,13 +103,15 @@ def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, pa
             raise MGRITDivergenceError(
                 f"MGRIT diverged: residual {res:.3e} after iteration {k}, far beyond the size "
                 f"of the initial state.\n" + message)
-    if check_growth and first_growth(residuals):
+    if (check_growth and first_growth(residuals)
+            and res > roundoff_floor(blocks[0], partition)):
         unstable, message = diagnose(blocks, u0)
         if unstable:
             raise MGRITDivergenceError(
                 f"MGRIT diverges: iteration {k} raised the residual from {residuals[-2]:.3e} "
                 f"to {res:.3e}.\n" + message)
-    if smallest > 0 and res > divergence_factor * smallest:
+    if (smallest > 0 and res > divergence_factor * smallest
+            and res > roundoff_floor(blocks[0], partition)):
         raise MGRITDivergenceError(
             f"MGRIT diverged: residual {res:.3e} after iteration {k} (smallest so far "
             f"{smallest:.3e}).\n" + diagnose(blocks, u0)[1])
