@@ -206,6 +206,12 @@ def test_the_readme_table_is_the_kept_records():
     assert mx.format_table(mx.load(kept)) in (kept / "README.md").read_text(), (
         "results/pdegcn_mgrit/README.md: paste the table of `python -m mgritlab experiment "
         "pdegcn-mgrit report --out results/pdegcn_mgrit`")
+    # the wall-time tables of figs. 5.11-5.13, once the timing is kept, are report's
+    timing = mx.load_timing(kept)
+    for block in mx.report(mx.load(kept), timing=timing).split("\n\n")[2:]:
+        assert block in (kept / "README.md").read_text(), (
+            "results/pdegcn_mgrit/README.md: paste the wall-time tables of `python -m mgritlab "
+            "experiment pdegcn-mgrit report --out results/pdegcn_mgrit`")
     # the figures the README shows are there (report --figures draws them)
     for name in ("alpha_sweep.png",):
         assert f"]({name})" in (kept / "README.md").read_text()
