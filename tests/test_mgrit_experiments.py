@@ -384,10 +384,13 @@ def test_report_writes_the_figures_of_what_out_holds(cora, tmp_path, capsys):
     costs = {"step": 0.01, "vjp_x": 0.02, "linearize": 0.005, "vjp_theta": 0.004}
     mx.save([{"ranks": 1, "layers": 16, "levels": 1, "cf": None, "alpha": 0.0, "step_s": 0.2},
              {"ranks": 1, "layers": 16, "levels": 2, "cf": 2, "alpha": 1.0, "step_s": 0.5,
-              "other_s": 0.05, "layer_costs": costs}], tmp_path / mx.TIMING_FILE)
+              "other_s": 0.05, "layer_costs": costs},
+             {"ranks": 1, "layers": 32, "levels": 1, "cf": None, "alpha": 0.0, "step_s": 0.4}],
+            tmp_path / mx.TIMING_FILE)
     assert main(["experiment", "pdegcn-mgrit", "report", "--out", str(tmp_path),
                  "--figures"]) == 0
     out = capsys.readouterr().out
     for name in ("coarse_only.png", "accuracy_vs_time_16.png"):
         assert f"wrote {tmp_path / name}" in out and (tmp_path / name).stat().st_size > 1000
+    assert not (tmp_path / "accuracy_vs_time_32.png").exists()  # timed, no runs: no empty plot
     assert "16 layers: seconds per training step" in out

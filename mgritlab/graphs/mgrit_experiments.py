@@ -695,7 +695,8 @@ def plot_alpha_curves(records: list[dict], levels: int, cf: int, metric: str = "
 def write_figures(out_dir) -> list[Path]:
     """The figures of what ``out_dir`` holds, as PNG files beside the runs: ``alpha_sweep.png``
     (figs. 5.6–5.9), ``coarse_only.png`` (fig. 5.10, once such runs exist) and, with the
-    timing of ``experiment pdegcn-mgrit parallel``, ``accuracy_vs_time_<L>.png`` (figs.
+    timing of ``experiment pdegcn-mgrit parallel``, for each timed depth with finished runs,
+    ``accuracy_vs_time_<L>.png`` (figs.
     5.11–5.13: against epoch, against the training time on the model's ranks, and — fig.
     5.13 — up to the time the fastest layer-parallel run needs for its epochs)."""
     import matplotlib.pyplot as plt
@@ -720,6 +721,8 @@ def write_figures(out_dir) -> list[Path]:
         fig.tight_layout()
         save(fig, "coarse_only.png")
     for L in sorted({t["layers"] for t in timing}):
+        if not any(r["layers"] == L for r in records):
+            continue  # timed, not trained yet: nothing to draw
         P, timed = wall_time_ranks(L), timed_alpha(timing, L)
         rows = wall_time_table(records, timing, timed, layers=L, ranks=P)
         fastest = min(r["time_to_epochs"] for r in rows)
