@@ -213,7 +213,7 @@ def test_the_readme_table_is_the_kept_records():
             "results/pdegcn_mgrit/README.md: paste the wall-time tables of `python -m mgritlab "
             "experiment pdegcn-mgrit report --out results/pdegcn_mgrit`")
     # the figures the README shows are there (report --figures draws them)
-    for name in ("alpha_sweep.png",):
+    for name in ("alpha_sweep.png", "accuracy_vs_time_64.png"):
         assert f"]({name})" in (kept / "README.md").read_text()
         assert (kept / name).stat().st_size > 10_000, f"run report --figures: {name}"
 
