@@ -696,9 +696,9 @@ def write_figures(out_dir) -> list[Path]:
     """The figures of what ``out_dir`` holds, as PNG files beside the runs: ``alpha_sweep.png``
     (figs. 5.6–5.9), ``coarse_only.png`` (fig. 5.10, once such runs exist) and, with the
     timing of ``experiment pdegcn-mgrit parallel``, for each timed depth with finished runs,
-    ``accuracy_vs_time_<L>.png`` (figs.
-    5.11–5.13: against epoch, against the training time on the model's ranks, and — fig.
-    5.13 — up to the time the fastest layer-parallel run needs for its epochs)."""
+    ``accuracy_vs_time_<L>.png`` (figs. 5.11–5.13: against epoch, against the training time
+    on the model's ranks, and — fig. 5.13 — up to the time the fastest run needs for its
+    epochs)."""
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
