@@ -569,3 +569,14 @@ def test_a_complex_problem_with_a_real_u0_says_so():
             solve(prob, torch.ones(1, dtype=torch.float64), t, max_levels=levels)
     res = solve(prob, torch.ones(1, dtype=torch.complex128), t, max_levels=2, tol=1e-13)
     assert res.converged and res.u.is_complex() and float(res.u[-1].imag.abs()) > 0
+
+
+def test_a_round_off_rise_does_not_use_up_the_growth_check():
+    from mgritlab.mgrit.divergence import first_growth
+
+    floor = 1e-11
+    converged_then_rises = [1.0, 1e-6, 1e-17, 3e-17, 2e-17, 1e-3]
+    assert first_growth(converged_then_rises, floor)     # the rise to 1e-3 is the first real one
+    assert not first_growth(converged_then_rises[:4], floor)   # 1e-17 -> 3e-17 is round-off
+    assert not first_growth([1.0, 0.5, 0.7, 0.6, 0.9], floor)  # the second real rise
+    assert first_growth([1.0, 0.5, 0.7])

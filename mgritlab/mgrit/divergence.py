@@ -62,13 +62,15 @@ def forced_scale(fine: LevelBlock, u0: torch.Tensor, partition=None) -> float:
     return max(initial_scale(u0, fine.level), size * math.sqrt(n_c))
 
 
-def first_growth(residuals: list[float]) -> bool:
-    """Whether the last iteration raised the residual for the first time in this solve (the
-    growth check runs once per solve: its diagnosis costs a few steps)."""
+def first_growth(residuals: list[float], floor: float = 0.0) -> bool:
+    """Whether the last iteration raised the residual above ``floor`` for the first time in
+    this solve (the growth check runs once per solve: its diagnosis costs a few steps). A rise
+    that ends at or below ``floor`` (round-off, :func:`roundoff_floor`) does not count, so it
+    cannot use up the one check."""
     r = residuals
-    if len(r) < 2 or not r[-1] > r[-2] or not math.isfinite(r[-1]):
+    if len(r) < 2 or not r[-1] > r[-2] or not r[-1] > floor or not math.isfinite(r[-1]):
         return False
-    return not any(b > a for a, b in pairwise(r[:-1]))
+    return not any(b > a and b > floor for a, b in pairwise(r[:-1]))
 
 
 def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, partition, *,
@@ -103,8 +105,8 @@ def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, pa
             raise MGRITDivergenceError(
                 f"MGRIT diverged: residual {res:.3e} after iteration {k}, far beyond the size "
                 f"of the initial state.\n" + message)
-    if (check_growth and first_growth(residuals)
-            and res > roundoff_floor(blocks[0], partition)):
+    rose = check_growth and k > 1 and res > residuals[-2]  # the floor is a collective: only then
+    if rose and first_growth(residuals, roundoff_floor(blocks[0], partition)):
         unstable, message = diagnose(blocks, u0)
         if unstable:
             raise MGRITDivergenceError(
