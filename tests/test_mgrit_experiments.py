@@ -231,14 +231,14 @@ def test_the_readme_table_is_the_kept_records():
     if not sorted(kept.glob("*_seed*.json")):
         pytest.skip("no kept MGRIT results yet")
     assert mx.format_table(mx.load(kept)) in (kept / "README.md").read_text(), (
-        "results/pdegcn_mgrit/README.md: paste the table of `python -m mgritlab experiment "
-        "pdegcn-mgrit report --out results/pdegcn_mgrit`")
+        "results/pdegcn_mgrit/README.md: run `python -m mgritlab experiment pdegcn-mgrit "
+        "report --readme --out results/pdegcn_mgrit` (it rewrites the table)")
     # the wall-time tables of figs. 5.11-5.13, once the timing is kept, are report's
     timing = mx.load_timing(kept)
     for block in mx.report(mx.load(kept), timing=timing).split("\n\n")[2:]:
         assert block in (kept / "README.md").read_text(), (
-            "results/pdegcn_mgrit/README.md: paste the wall-time tables of `python -m mgritlab "
-            "experiment pdegcn-mgrit report --out results/pdegcn_mgrit`")
+            "results/pdegcn_mgrit/README.md: run `python -m mgritlab experiment pdegcn-mgrit "
+            "report --readme --out results/pdegcn_mgrit` (it rewrites the wall-time tables)")
     # the figures the README shows are there (report --figures draws them)
     for name in ("alpha_sweep.png", "accuracy_vs_time_64.png"):
         assert f"]({name})" in (kept / "README.md").read_text()
@@ -359,16 +359,55 @@ def test_a_corrupt_timing_file_is_named_with_what_to_do(tmp_path):
         mx.load_timing(tmp_path)
 
 
-def test_the_readme_stable_alpha_table_is_computed_beside_the_kept_best_alpha(cora):
+@pytest.fixture(scope="module")
+def stable_rows(cora):
+    return mx.stable_alpha(graph=cora)
+
+
+def test_the_readme_stable_alpha_table_is_computed_beside_the_kept_best_alpha(stable_rows):
     from pathlib import Path
 
     kept = Path(__file__).resolve().parents[1] / "results" / "pdegcn_mgrit"
     if not sorted(kept.glob("*_seed*.json")):
         pytest.skip("no kept MGRIT results yet")
-    table = mx.format_stable_alpha(mx.stable_alpha(graph=cora), mx.load(kept))
+    table = mx.format_stable_alpha(stable_rows, mx.load(kept))
     assert table in (kept / "README.md").read_text(), (
-        "results/pdegcn_mgrit/README.md: paste mgrit_experiments.format_stable_alpha("
-        "stable_alpha(), load('results/pdegcn_mgrit'))")
+        "results/pdegcn_mgrit/README.md: run `python -m mgritlab experiment pdegcn-mgrit "
+        "report --readme --out results/pdegcn_mgrit` (it rewrites the stable-α table)")
+
+
+def test_update_readme_rewrites_the_computed_blocks_from_the_finished_runs(stable_rows,
+                                                                          tmp_path):
+    import shutil
+    from pathlib import Path
+
+    kept = Path(__file__).resolve().parents[1] / "results" / "pdegcn_mgrit"
+    runs = sorted(kept.glob("*_seed*.json"))  # a partial one is left out by update_readme
+    if not runs:
+        pytest.skip("no kept MGRIT results yet")
+    for p in [*runs, kept / mx.TIMING_FILE, kept / "README.md"]:
+        if p.exists():
+            shutil.copy(p, tmp_path)
+    readme = tmp_path / "README.md"
+    want = readme.read_text()
+    mx.update_readme(tmp_path, stable_rows=stable_rows)
+    assert readme.read_text() == want, (
+        "results/pdegcn_mgrit/README.md is stale: run experiment pdegcn-mgrit report --readme "
+        "--out results/pdegcn_mgrit")
+    # stale blocks: an old status line, a table short of a row, an old stable-α row
+    table = mx.format_table(mx.ended(mx.load(tmp_path)))
+    stale = (want.replace(table, "\n".join(table.split("\n")[:-1]))
+             .replace("at 64 layers: serial 3 of 3", "at 64 layers: serial 1 of 3")
+             .replace("| 2 | 2 | 0.502 |", "| 2 | 2 | 0.111 |"))
+    assert stale != want
+    readme.write_text(stale)
+    mx.update_readme(tmp_path, stable_rows=stable_rows)
+    assert readme.read_text() == want
+    # a README without the table's fence: a clear error, the file as it was
+    readme.write_text(want.replace(table, "the table was here"))
+    with pytest.raises(ValueError, match="0 fenced blocks begin with 'experiment"):
+        mx.update_readme(tmp_path, stable_rows=stable_rows)
+    assert readme.read_text() == want.replace(table, "the table was here")
 
 
 def test_format_stable_alpha_names_the_sweep_s_best_alpha_and_its_seeds():

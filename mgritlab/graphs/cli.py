@@ -153,6 +153,9 @@ def register_experiments(exp) -> None:
     p.add_argument("--progress", action="store_true", help="a progress bar per run")
     p.add_argument("--figures", action="store_true",
                    help="report: also write the figures (PNG) of the finished runs into --out")
+    p.add_argument("--readme", action="store_true",
+                   help="report: also rewrite the computed blocks of --out/README.md (status, "
+                        "tables) from the finished runs; its prose is left as it is")
     p.add_argument("--partial-sweep", action="store_true",
                    help="parallel: use the best α of an unfinished alpha sweep (it may still "
                         "change; without this flag parallel waits for the whole sweep)")
@@ -356,6 +359,11 @@ def _mgrit_experiment(args) -> int:
         if args.figures:
             for path in mx.write_figures(args.out):
                 print(f"wrote {path}")
+        if args.readme:
+            try:
+                print(f"updated {mx.update_readme(args.out, graph=load_graph(args.dataset))}")
+            except ValueError as e:
+                return usage_error(str(e))
         return 0
     records = []
     try:

@@ -621,6 +621,45 @@ def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = 
     return text
 
 
+def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None) -> Path:
+    """Rewrite the computed parts of ``out_dir``/README.md from the finished runs kept there:
+    the fenced blocks :func:`report` prints (status, table, wall-time tables; a block is found
+    by its first line) and, where the README has it, the table of :func:`format_stable_alpha`
+    (from ``stable_rows``, else :func:`stable_alpha` on ``graph``). The prose around them is
+    left as it is. Raises ValueError, changing nothing, where a block is missing or repeated."""
+    import re
+
+    path = Path(out_dir) / "README.md"
+    if not path.exists():
+        raise ValueError(f"{path} does not exist: write the README (commands and prose) first; "
+                         "update_readme only rewrites its computed blocks")
+    runs = ended(load(out_dir))
+    text = old = path.read_text()
+    blocks = report(runs, timing=load_timing(out_dir)).split("\n\n")
+    # the wall-time tables of all depths share one fence
+    fences = blocks[:2] + (["\n\n".join(blocks[2:])] if blocks[2:] else [])
+    for new in fences:
+        first = new.split("\n", 1)[0]
+        if first.startswith("finished at"):
+            first = "finished at"  # the counts in the first line change
+        pattern = re.compile(r"```\n" + re.escape(first) + r"[^\n]*\n.*?```", re.S)
+        found = pattern.findall(text)
+        if len(found) != 1:
+            raise ValueError(f"{path}: {len(found)} fenced blocks begin with {first!r} (need "
+                             "one): paste report's block there once, then update again")
+        text = pattern.sub(lambda m, new=new: "```\n" + new + "\n```", text)
+    head = "| levels | cf | ρ eval |"
+    if head in text:
+        rows = stable_rows if stable_rows is not None else stable_alpha(graph=graph)
+        start = text.index(head)
+        end = text.find("\n\n", start)
+        end = len(text) if end < 0 else end
+        text = text[:start] + format_stable_alpha(rows, runs).rstrip("\n") + text[end:]
+    if text != old:
+        path.write_text(text)
+    return path
+
+
 def ended(records: list[dict]) -> list[dict]:
     """The runs of ``records`` that reached their last epoch or stopped diverged (a partial
     run's best validation accuracy so far is no measure of its configuration)."""
