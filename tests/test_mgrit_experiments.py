@@ -204,8 +204,8 @@ def test_the_main_readme_headline_is_the_kept_results():
     root = Path(__file__).resolve().parents[1]
     kept = root / "results" / "pdegcn_mgrit"
     recs, timing = mx.load(kept), mx.load_timing(kept)
-    if not sorted(kept.glob("*_seed*.json")) or timing is None:
-        pytest.skip("no kept MGRIT results and timing yet")
+    if not sorted(kept.glob("*_seed*.json")):
+        pytest.skip("no kept MGRIT results yet")
     readme = " ".join((root / "README.md").read_text().split())
     best = mx.best_alpha(recs)
     rows = {(r["levels"], r["cf"], r["alpha"]): r
@@ -216,8 +216,9 @@ def test_the_main_readme_headline_is_the_kept_results():
     assert f"{min(pct):.1f}–{max(pct):.1f} % of the serial" in readme, (
         "README.md highlights: restate the kept best-α accuracy range "
         f"{min(pct):.1f}–{max(pct):.1f} % (results/pdegcn_mgrit)")
-    if (3, 4) in best:
-        row = next(r for r in mx.wall_time_table(recs, timing, best, layers=256, ranks=64)
+    timed = mx.timed_alpha(timing, 256)  # the α the kept timing was measured at, as report
+    if (3, 4) in timed:
+        row = next(r for r in mx.wall_time_table(recs, timing, timed, layers=256, ranks=64)
                    if (r["levels"], r["cf"]) == (3, 4))
         quoted = (f"{row['speedup']:.1f}x over serial at 64 ranks by the critical-path model "
                   f"and {row['step_1'] / row['step_2']:.2f}x measured from 1 to 2 ranks")
