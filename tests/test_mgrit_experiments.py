@@ -236,7 +236,7 @@ def test_the_readme_table_is_the_kept_records():
         "report --readme --out results/pdegcn_mgrit` (it rewrites the table)")
     # the wall-time tables of figs. 5.11-5.13, once the timing is kept, are report's
     timing = mx.load_timing(kept)
-    for block in mx.report(mx.load(kept), timing=timing).split("\n\n")[2:]:
+    for block in mx.report_blocks(mx.load(kept), timing=timing)[2:]:
         assert block in (kept / "README.md").read_text(), (
             "results/pdegcn_mgrit/README.md: run `python -m mgritlab experiment pdegcn-mgrit "
             "report --readme --out results/pdegcn_mgrit` (it rewrites the wall-time tables)")

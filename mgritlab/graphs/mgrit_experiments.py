@@ -590,10 +590,17 @@ def sweep_progress(records: list[dict], *, seeds=(0, 1, 2), layers: int = 64
 
 
 def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = None) -> str:
-    """What a kept sweep holds: finished runs of the serial reference, the α sweep and fig.
-    5.10 against the full protocol (``seeds``), the best α per (levels, cf) from the finished
-    runs (with the seeds it rests on) beside the thesis's, and :func:`format_table`; with
-    ``timing`` (:func:`load_timing`) also :func:`format_wall_time` per timed depth."""
+    """What a kept sweep holds: the blocks of :func:`report_blocks`, one blank line apart."""
+    return "\n\n".join(report_blocks(records, seeds=seeds, timing=timing))
+
+
+def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
+                  timing: list[dict] | None = None) -> list[str]:
+    """The blocks of :func:`report`, each one fenced block of the results README: the status
+    (finished runs of the serial reference, the α sweep and fig. 5.10 against the full
+    protocol of ``seeds``; the best α per (levels, cf) from the finished runs, with the seeds
+    it rests on, beside the thesis's), :func:`format_table`, and with ``timing``
+    (:func:`load_timing`) one block of :func:`format_wall_time` tables, one per timed depth."""
     runs = ended(records)
     n = len(seeds)
 
@@ -612,13 +619,12 @@ def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = 
         found = ("none stable yet" if a is None
                  else f"{a:g} ({_alpha_seeds(runs, key, a)} seed(s))")
         lines.append(f"best α at {key[0]} levels, cf {key[1]}: {found}; thesis {thesis:g}")
-    text = "\n".join(lines) + "\n\n" + format_table(runs)
-    for L in sorted({t["layers"] for t in timing or []}):
-        P = wall_time_ranks(L)
-        timed = timed_alpha(timing, L)
-        text += "\n\n" + format_wall_time(wall_time_table(runs, timing, timed, layers=L,
-                                                           ranks=P), layers=L, ranks=P)
-    return text
+    blocks = ["\n".join(lines), format_table(runs)]
+    walls = [format_wall_time(wall_time_table(runs, timing, timed_alpha(timing, L), layers=L,
+                                              ranks=wall_time_ranks(L)),
+                              layers=L, ranks=wall_time_ranks(L))
+             for L in sorted({t["layers"] for t in timing or []})]
+    return blocks + (["\n\n".join(walls)] if walls else [])
 
 
 def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None) -> Path:
@@ -635,10 +641,7 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
                          "update_readme only rewrites its computed blocks")
     runs = ended(load(out_dir))
     text = old = path.read_text()
-    blocks = report(runs, timing=load_timing(out_dir)).split("\n\n")
-    # the wall-time tables of all depths share one fence
-    fences = blocks[:2] + (["\n\n".join(blocks[2:])] if blocks[2:] else [])
-    for new in fences:
+    for new in report_blocks(runs, timing=load_timing(out_dir)):
         first = new.split("\n", 1)[0]
         if first.startswith("finished at"):
             first = "finished at"  # the counts in the first line change
