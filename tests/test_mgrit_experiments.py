@@ -461,3 +461,84 @@ def test_report_writes_the_figures_of_what_out_holds(cora, tmp_path, capsys):
         assert f"wrote {tmp_path / name}" in out and (tmp_path / name).stat().st_size > 1000
     assert not (tmp_path / "accuracy_vs_time_32.png").exists()  # timed, no runs: no empty plot
     assert "16 layers: seconds per training step" in out
+
+
+@pytest.mark.parametrize("text", ["3", "3x1", "1x4", "3x", "x4", "2.5x4", "3X4"])
+def test_hierarchies_refuse_what_is_not_levels_x_cf(text, capsys):
+    from mgritlab.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["experiment", "pdegcn-mgrit", "coarse", "--hierarchies", "2x2", text])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{text!r} is not a hierarchy: give LEVELSxCF" in err and "e.g. 3x4" in err
+
+
+def _full_sweep(key, val_of):
+    """Finished 64-layer α runs of hierarchy ``key``: every α and seed, validation accuracy
+    ``val_of(alpha, seed)``."""
+    return [_rec("alpha", 64, *key, a, val_of(a, s), [val_of(a, s)]) | {"seed": s}
+            for a in mx.ALPHAS for s in (0, 1, 2)]
+
+
+def test_coarse_takes_the_best_alpha_of_every_kept_seed_not_of_seeds(tmp_path, capsys,
+                                                                     monkeypatch):
+    from mgritlab.__main__ import main
+
+    # seed 0 alone would pick α = 1; the mean over the three seeds picks 2.5
+    val = {(1.0, 0): 0.83, (1.0, 1): 0.70, (1.0, 2): 0.70, (2.5, 0): 0.80, (2.5, 1): 0.80,
+           (2.5, 2): 0.80}
+    kept = _full_sweep((3, 2), lambda a, s: val.get((a, s), 0.5))
+    given = {}
+    monkeypatch.setattr(mx, "load", lambda out: kept)
+    monkeypatch.setattr(mx, "alpha_sweep", lambda **kw: given.setdefault("alpha", kw) and [])
+    monkeypatch.setattr(mx, "coarse_only_sweep",
+                        lambda best, **kw: given.setdefault("best", best) and [])
+    rc = main(["experiment", "pdegcn-mgrit", "coarse", "--seeds", "0", "--hierarchies", "3x2",
+               "--out", str(tmp_path)])
+    assert rc == 0, capsys.readouterr().err
+    assert given["alpha"]["hierarchies"] == [(3, 2)] and given["alpha"]["seeds"] == [0]
+    assert given["best"] == {(3, 2): 2.5}
+
+
+def test_coarse_waits_for_the_alpha_sweep_of_its_hierarchies_unless_told(tmp_path, capsys,
+                                                                        monkeypatch):
+    from mgritlab.__main__ import main
+
+    kept = _full_sweep((2, 2), lambda a, s: 0.8 - abs(a - 1.0) / 100)
+    kept += [r for r in _full_sweep((3, 4), lambda a, s: 0.7) if r["seed"] != 2]
+    given = []
+    monkeypatch.setattr(mx, "load", lambda out: kept)
+    monkeypatch.setattr(mx, "alpha_sweep", lambda **kw: [])
+    monkeypatch.setattr(mx, "coarse_only_sweep", lambda best, **kw: given.append(best) or [])
+    argv = ["experiment", "pdegcn-mgrit", "coarse", "--out", str(tmp_path), "--hierarchies"]
+    assert main(argv + ["2x2"]) == 0 and given == [{(2, 2): 1.0}]  # its own sweep is complete
+    assert main(argv + ["2x2", "3x4"]) == 2
+    err = capsys.readouterr().err
+    assert "30 of 36 runs finished" in err and "--partial-sweep" in err and len(given) == 1
+    assert main(argv + ["2x2", "3x4", "--partial-sweep"]) == 0
+    assert given[-1] == {(2, 2): 1.0, (3, 4): 0.0}
+    # a hierarchy without any finished stable run has no best α to go on with
+    assert main(argv + ["2x4", "--partial-sweep"]) == 2
+    assert "no best α for [(2, 4)] yet" in capsys.readouterr().err
+
+
+def test_parallel_with_hierarchies_trains_those_only_and_leaves_the_timing(tmp_path, capsys,
+                                                                          monkeypatch):
+    from mgritlab.__main__ import main
+
+    kept = [r for key in mx.HIERARCHIES
+            for r in _full_sweep(key, lambda a, s: 0.8 - abs(a - 2.5) / 100)]
+    calls = []
+    monkeypatch.setattr(mx, "load", lambda out: kept)
+    monkeypatch.setattr(mx, "parallel_sweep", lambda best, **kw: calls.append((best, kw)) or [])
+    monkeypatch.setattr(mx, "parallel_timing", lambda *a, **kw: calls.append("timed") or [])
+    argv = ["experiment", "pdegcn-mgrit", "parallel", "--out", str(tmp_path)]
+    assert main(argv + ["--hierarchies", "3x4"]) == 0
+    assert calls == [({(3, 4): 2.5}, calls[0][1])] and calls[0][1]["serial"] is False
+    out = capsys.readouterr().out
+    assert "serial --layers L" in out and "parallel without --hierarchies" in out
+    assert not (tmp_path / mx.TIMING_FILE).exists()
+    assert main(argv) == 0  # all four, the serial reference and the timing side by side
+    assert calls[1][0] == dict.fromkeys(mx.HIERARCHIES, 2.5) and calls[1][1]["serial"]
+    assert calls[2] == "timed"

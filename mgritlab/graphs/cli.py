@@ -147,6 +147,10 @@ def register_experiments(exp) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None)
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--alphas", type=nonnegative_float, nargs="+", default=None)
+    p.add_argument("--hierarchies", type=_hierarchy, nargs="+", default=None,
+                   metavar="LEVELSxCF",
+                   help="only these (levels, cf), e.g. 2x2 3x4 (default: the thesis's four): "
+                        "two processes can share a sweep by taking different hierarchies")
     p.add_argument("--out", default="runs/pdegcn_mgrit")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=positive_int, default=None)
@@ -217,6 +221,38 @@ def _admm_experiment(args) -> int:
 
 _LP_OPTIONS = ("levels", "cf", "fwd_iters", "bwd_iters", "relax", "cycle", "warm_start",
                "layout")
+
+
+def _hierarchy(text: str) -> tuple[int, int]:
+    levels, sep, cf = text.partition("x")
+    if sep and levels.isdigit() and cf.isdigit() and int(levels) >= 2 and int(cf) >= 2:
+        return int(levels), int(cf)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a hierarchy: give LEVELSxCF with whole "
+                                     "numbers >= 2, e.g. 3x4 (3 levels, coarsening factor 4)")
+
+
+def _swept_best(mx, args, hierarchies) -> tuple[dict, str | None]:
+    """The best α per (levels, cf) of ``hierarchies`` from the finished alpha runs kept in
+    --out (every seed there, whatever --seeds says: one seed's best α is not the sweep's),
+    and why not where the sweep cannot give it yet (None: it can)."""
+    layers = args.layers or (mx.QUICK["layers"] if args.quick else 64)
+    kept = [r for r in mx.load(args.out) if r["layers"] == layers]
+    best = {k: a for k, a in mx.best_alpha(kept).items() if k in hierarchies}
+    if args.quick:
+        return best, None
+    missing = [k for k in hierarchies if k not in best]
+    if missing:
+        return best, (f"the alpha sweep in {args.out} has no best α for {missing} yet (no "
+                      "finished, stable run): finish it first (experiment pdegcn-mgrit alpha "
+                      "--resume)")
+    # the protocol's seeds: a best α resting on fewer may still change
+    seeds = sorted({0, 1, 2} | set(args.seeds or ()))
+    done, total = mx.sweep_progress(kept, seeds=seeds, layers=layers, hierarchies=hierarchies)
+    if done < total and not args.partial_sweep:
+        return best, (f"the alpha sweep in {args.out} has {done} of {total} runs finished, so "
+                      f"its best α {best} may still change: finish it (experiment pdegcn-mgrit "
+                      "alpha --resume), or add --partial-sweep to go on at this α")
+    return best, None
 
 
 def _cf(text: str) -> int:
@@ -366,34 +402,39 @@ def _mgrit_experiment(args) -> int:
                 return usage_error(str(e))
         return 0
     records = []
+    hierarchies = tuple(args.hierarchies
+                        or (mx.QUICK["hierarchies"] if args.quick else mx.HIERARCHIES))
     try:
         graph = load_graph(args.dataset)
         if args.what == "parallel":
-            kept = [r for r in mx.load(args.out) if r["layers"] == 64]
-            best = mx.best_alpha(kept)
-            if len(best) < len(mx.HIERARCHIES) and not args.quick:
-                return usage_error(f"the alpha sweep in {args.out} has a best α for "
-                                   f"{sorted(best)} only; finish it first (experiment "
-                                   "pdegcn-mgrit alpha --resume)")
-            done, total = mx.sweep_progress(kept, seeds=args.seeds or (0, 1, 2))
-            if done < total and not (args.quick or args.partial_sweep):
-                return usage_error(
-                    f"the alpha sweep in {args.out} has {done} of {total} runs finished, so "
-                    f"its best α {best} may still change: finish it (experiment pdegcn-mgrit "
-                    "alpha --resume), or add --partial-sweep to train and time at this α")
+            best, why = _swept_best(mx, args, hierarchies)
+            if why:
+                return usage_error(why)
             best = best or {(2, 2): 1.0}
             depths = (16, 64) if args.quick else (64, 256)
             records += mx.parallel_sweep(best, layers_list=depths, graph=graph,
+                                         serial=not args.hierarchies,
                                          **{k: v for k, v in common.items() if k != "layers"})
-            mx.save(mx.parallel_timing(best, layers_list=depths, quick=args.quick,
-                                       dataset=args.dataset, graph=graph),
-                    Path(args.out) / mx.TIMING_FILE)
+            if args.hierarchies:
+                # the timing compares all hierarchies measured side by side in one run
+                print("--hierarchies: trained the layer-parallel runs of "
+                      f"{sorted(best)} only. Left to do: the serial reference (experiment "
+                      "pdegcn-mgrit serial --layers L) and the timing: parallel without "
+                      "--hierarchies, alone on the machine (--resume reuses these runs)")
+            else:
+                mx.save(mx.parallel_timing(best, layers_list=depths, quick=args.quick,
+                                           dataset=args.dataset, graph=graph),
+                        Path(args.out) / mx.TIMING_FILE)
         if args.what in ("serial", "all"):
             records += mx.serial_reference(graph=graph, **common)
         if args.what in ("alpha", "coarse", "all"):
-            records += mx.alpha_sweep(graph=graph, alphas=args.alphas, **common)
+            records += mx.alpha_sweep(graph=graph, alphas=args.alphas,
+                                      hierarchies=args.hierarchies, **common)
         if args.what in ("coarse", "all"):
-            best = mx.best_alpha(records)
+            best, why = _swept_best(mx, args, hierarchies)
+            if why:
+                mx.save(records, Path(args.out) / f"mgrit_{args.what}.json")
+                return usage_error(why)
             print("best α per (levels, cf) by validation accuracy:", best)
             records += mx.coarse_only_sweep(best, graph=graph, **common)
     except KeyboardInterrupt:

@@ -186,19 +186,22 @@ def coarse_only_sweep(best: dict, *, quick: bool = False, layers=None, channels=
 # -- figs. 5.11–5.13: accuracy against wall time ---------------------------------------------
 def parallel_sweep(best: dict, *, layers_list=(64, 256), epochs=None, seeds=None,
                    quick: bool = False, dataset: str = "Cora", graph=None, out_dir=None,
-                   resume: bool = False, progress: bool = False) -> list[dict]:
-    """Figs. 5.11–5.13: for each depth, the serial network and every (levels, cf) in ``best``
-    at its α (on all levels), trained for 150 epochs (one process: the accuracies are the
-    same on any number of ranks). Pair with :func:`epoch_seconds_on_ranks` for the time axis."""
+                   resume: bool = False, progress: bool = False,
+                   serial: bool = True) -> list[dict]:
+    """Figs. 5.11–5.13: for each depth, the serial network (unless not ``serial``) and every
+    (levels, cf) in ``best`` at its α (on all levels), trained for 150 epochs (one process:
+    the accuracies are the same on any number of ranks). Pair with
+    :func:`epoch_seconds_on_ranks` for the time axis."""
     from .train import load_graph
 
     o = _options(quick, epochs=epochs, seeds=seeds)
     graph = graph if graph is not None else load_graph(dataset)
     out = []
     for L in layers_list:
-        out += serial_reference(layers=L, channels=o["channels"], epochs=o["epochs"],
-                                seeds=o["seeds"], dataset=dataset, graph=graph,
-                                out_dir=out_dir, resume=resume, progress=progress)
+        if serial:
+            out += serial_reference(layers=L, channels=o["channels"], epochs=o["epochs"],
+                                    seeds=o["seeds"], dataset=dataset, graph=graph,
+                                    out_dir=out_dir, resume=resume, progress=progress)
         configs = [lp_config(lv, cf, a, layers=L, epochs=o["epochs"], dataset=dataset,
                              channels=o["channels"]) for (lv, cf), a in best.items()
                    if L % cf ** (lv - 1) == 0]
@@ -579,11 +582,11 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def sweep_progress(records: list[dict], *, seeds=(0, 1, 2), layers: int = 64
-                   ) -> tuple[int, int]:
+def sweep_progress(records: list[dict], *, seeds=(0, 1, 2), layers: int = 64,
+                   hierarchies=HIERARCHIES) -> tuple[int, int]:
     """(finished, planned) runs of the α sweep of figs. 5.6–5.9 at ``layers`` layers: every
-    (levels, cf) × α of the protocol for each of ``seeds``."""
-    plan = {(lv, cf, a, s) for lv, cf in HIERARCHIES for a in ALPHAS for s in seeds}
+    (levels, cf) of ``hierarchies`` × α of the protocol for each of ``seeds``."""
+    plan = {(lv, cf, a, s) for lv, cf in hierarchies for a in ALPHAS for s in seeds}
     done = {(r["levels"], r["cf"], r["alpha"], r["seed"]) for r in ended(records)
             if r["experiment"] == "alpha" and r["layers"] == layers}
     return len(plan & done), len(plan)
