@@ -181,3 +181,32 @@ def test_unstable_coarse_level_names_the_stabilising_alpha(ops):
     with pytest.raises(MGRITDivergenceError, match=r"(?s)level 2 .*α ≥"):
         with torch.no_grad():
             m(x)
+
+
+@pytest.mark.parametrize("fine, coarse, asks", [
+    (0.0, 0.0, True),       # explicit coarse level: it needs the bound's α
+    (0.0, 0.9, True),       # below the bound
+    (1.1, 1.1, False),      # α on every level, above the bound
+    (0.0, 1.1, False),      # α on the coarse levels only (fig. 5.10), above the bound
+])
+def test_divergence_advice_asks_a_level_for_the_alpha_it_lacks_and_only_then(ops, fine, coarse,
+                                                                            asks):
+    from mgritlab.stability import min_alpha
+
+    blk = model(ops, "shared", alpha=0.0, level_alpha=[0.0, 0.0], parallel=True,
+                max_levels=2, cf=4).block
+    f = torch.rand(ops.num_nodes, 4, dtype=F64, generator=torch.Generator().manual_seed(3))
+    # the oracle: the dense Jacobian of the layer's residual, not the block's power iteration
+    J = torch.autograd.functional.jacobian(
+        lambda g: blk._residual1(g, 0, blk.K[0].detach(), None), f).reshape(f.numel(), -1)
+    rho = float(torch.linalg.eigvals(J).abs().max())
+    H = 16.0  # a coarse step far above the explicit limit 2/ρ
+    need = min_alpha([-rho], H)
+    assert need > 0.5, "the test needs a level that is unstable when explicit"
+    m = model(ops, "shared", alpha=0.0, level_alpha=[fine * need, coarse * need],
+              parallel=True, max_levels=2, cf=4)  # the same seed: the same layers
+    text = m.block.divergence_advice(f, 0, H, 1)
+    assert ("set e.g. imex='shared'" in text) is asks, text
+    assert (f"α ≥ {need:.3g}" in text) or (f"α ≥ {need:.2g}" in text), (need, text)
+    assert ("meets the bound" in text) is not asks
+    assert ("thesis fig. 5.10" in text) is (not asks and fine == 0)

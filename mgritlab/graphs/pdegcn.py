@@ -286,6 +286,9 @@ class PDEGCNBlock(LayerStack):
         return rho
 
     def divergence_advice(self, x, k, h, level, frozen=None) -> str:
+        """What the linearised layer at ``x`` says of ``level`` (step ``h``): the α it needs
+        (eq. 4.10) where it is explicit or its 'shared' α is below that, else that it meets
+        the bound — then the growth is no amplification of this level's own step."""
         from ..stability import min_alpha
 
         if x is None:
@@ -295,6 +298,18 @@ class PDEGCNBlock(LayerStack):
             return ""
         a = min_alpha([-rho], h)
         now = self.level_alpha[level] if self.level_alpha is not None else None
+        if self.imex in ("none", "shared"):
+            have = 0.0 if self.imex == "none" else (
+                now if now is not None else float(self.alpha.detach().min()))
+            if have >= a:
+                fine = self.level_alpha[0] if self.level_alpha is not None else None
+                mixed = ("; the fine level is explicit, so this level's IMEX step is another "
+                         "discretisation than the fine layers it stands for (α on the coarse "
+                         "levels only, thesis fig. 5.10): more MGRIT iterations or α on the "
+                         "fine level too" if fine == 0 and have > 0 else "")
+                return (f"α = {have:g} on this level meets the bound α ≥ {a:.3g} of the "
+                        f"linearised layer (spectral radius ≈ {rho:.3g} at the input state; "
+                        f"stability.min_alpha, eq. 4.10): its own step does not amplify{mixed}")
         cur = (f"α = {now:g} on this level" if now is not None else
                f"imex={self.imex!r}" + ("" if self.imex == "none" else
                                         f", α up to {float(self.alpha.max()):.3g}"))

@@ -333,8 +333,9 @@ class LayerParallel(nn.Module):
             if a:
                 advice.append(f"  level {lvl} (step {H:.3g}): {a}")
         head = (f"the layer-parallel {what} solve did not converge: the coarse levels take "
-                f"steps of {self.cf}**l * h = {self.cf}**l * {self.block.h:.3g} through layers "
-                f"that amplify too much.")
+                f"steps of {self.cf}**l * h = {self.cf}**l * {self.block.h:.3g}, and a coarse "
+                f"step through layers that amplify too much, or one too far from the fine "
+                f"steps it stands for, makes MGRIT grow.")
         fix = ("\n".join(advice) + "\n" if advice else "") + (
             f"Otherwise use fewer levels (max_levels={self.max_levels - 1}), a smaller cf, a "
             f"deeper network or a shorter final time T (T={self.block.T:g}).")
