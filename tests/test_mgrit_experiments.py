@@ -337,7 +337,7 @@ def test_parallel_timing_times_serial_and_layer_parallel_steps_and_report_shows_
     torch.manual_seed(123)
     np.random.seed(123)  # noqa: NPY002
     rows = mx.parallel_timing({(2, 2): 1.0}, layers_list=(16,), quick=True, graph=cora,
-                              ranks=(1,), epochs=2)
+                              ranks=(1,), epochs=2, repeats=1)
     # the timed runs seed the global generators; the caller's next draws are its own
     draws = (torch.rand(3), np.random.rand(3))  # noqa: NPY002
     assert torch.equal(draws[0], torch.rand(3, generator=torch.Generator().manual_seed(123)))
@@ -352,6 +352,31 @@ def test_parallel_timing_times_serial_and_layer_parallel_steps_and_report_shows_
     recs = [_rec("serial", 16, 1, None, 0.0, 0.7, [0.7]), _rec("alpha", 16, 2, 2, 1.0, 0.6, [0.6])]
     text = mx.report(recs, timing=rows)
     assert "16 layers: seconds per training step" in text and "2 levels, cf 2" in text
+
+
+def test_parallel_timing_repeats_every_measurement_interleaved_and_keeps_the_median(
+        cora, monkeypatch):
+    calls = []
+
+    def timed(cfg, P, *, epochs, graph):
+        calls.append((cfg.layer_parallel, P))
+        n = len(calls)
+        return {"ranks": P, "layers": cfg.layers, "levels": 2 if cfg.layer_parallel else 1,
+                "step_s": float(n), "forward_s": 10.0 * n}
+
+    monkeypatch.setattr(mx, "epoch_seconds_on_ranks", timed)
+    monkeypatch.setattr(mx, "layer_costs_of", lambda cfg, graph: {"step": 1.0})
+    rows = mx.parallel_timing({(2, 2): 1.0}, layers_list=(16,), quick=True, graph=cora,
+                              ranks=(1, 2), repeats=3)
+    # serial, LP on 1 rank, LP on 2 ranks; then all three again, twice
+    assert calls == [(False, 1), (True, 1), (True, 2)] * 3
+    assert [r["step_s_runs"] for r in rows] == [[1.0, 4.0, 7.0], [2.0, 5.0, 8.0],
+                                                [3.0, 6.0, 9.0]]
+    assert [r["step_s"] for r in rows] == [4.0, 5.0, 6.0]
+    assert [r["forward_s"] for r in rows] == [40.0, 50.0, 60.0]
+    assert [("layer_costs" in r) for r in rows] == [False, True, False]
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        mx.parallel_timing({(2, 2): 1.0}, layers_list=(16,), quick=True, graph=cora, repeats=0)
 
 
 def test_a_corrupt_timing_file_is_named_with_what_to_do(tmp_path):

@@ -301,33 +301,45 @@ def wall_time_ranks(layers: int) -> int:
 
 
 def parallel_timing(best: dict, *, layers_list=(64, 256), quick: bool = False,
-                    dataset: str = "Cora", graph=None, ranks=(1, 2), epochs: int = 3
-                    ) -> list[dict]:
+                    dataset: str = "Cora", graph=None, ranks=(1, 2), epochs: int = 3,
+                    repeats: int = 3) -> list[dict]:
     """The time axis of figs. 5.11–5.13: per depth, the serial step and each (levels, cf) of
     ``best`` at its α on ``ranks`` (:func:`epoch_seconds_on_ranks`), the one-rank rows with
     the per-layer costs of :func:`layer_costs_of` for the critical-path model. A rank count
-    is left out where a rank would hold less than one coarsest interval."""
+    is left out where a rank would hold less than one coarsest interval.
+
+    Every (configuration, ranks) is measured ``repeats`` times, interleaved (all of them once,
+    then all again), so that a slow spell of a shared machine falls on every configuration
+    rather than on one; a row keeps each repetition's step in ``step_s_runs`` and the median
+    of the repetitions in ``step_s`` and each phase."""
     from .train import load_graph, preset
 
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     graph = graph if graph is not None else load_graph(dataset)
-    rows = []
+    jobs = []  # (config, ranks), in the order of the rows
     channels = QUICK["channels"] if quick else None
     for L in layers_list:
         serial = preset(dataset, L)
         if channels is not None:
             serial = replace(serial, channels=channels)
-        rows.append(epoch_seconds_on_ranks(serial, 1, epochs=epochs, graph=graph))
+        jobs.append((serial, 1))
         for (lv, cf), a in sorted(best.items()):
             if L % cf ** (lv - 1):
                 continue
             cfg = lp_config(lv, cf, a, layers=L, channels=channels, dataset=dataset)
-            for P in ranks:
-                if L // cf ** (lv - 1) < P:
-                    continue
-                row = epoch_seconds_on_ranks(cfg, P, epochs=epochs, graph=graph)
-                if P == 1:
-                    row["layer_costs"] = layer_costs_of(cfg, graph=graph)
-                rows.append(row)
+            jobs += [(cfg, P) for P in ranks if L // cf ** (lv - 1) >= P]
+    runs = [[epoch_seconds_on_ranks(cfg, P, epochs=epochs, graph=graph) for cfg, P in jobs]
+            for _ in range(int(repeats))]
+    rows = []
+    for j, (cfg, P) in enumerate(jobs):
+        each = [rep[j] for rep in runs]
+        row = {k: (float(np.median([r[k] for r in each])) if k.endswith("_s") else v)
+               for k, v in each[0].items()}
+        row["step_s_runs"] = [r["step_s"] for r in each]
+        if P == 1 and cfg.layer_parallel:
+            row["layer_costs"] = layer_costs_of(cfg, graph=graph)
+        rows.append(row)
     return rows
 
 
