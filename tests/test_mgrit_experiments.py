@@ -296,6 +296,17 @@ def test_wall_time_table_uses_the_measured_steps_and_the_model_elsewhere():
     assert 0.3 < lp32["step_P"] < mx.modelled_step_seconds(timing[1], 2)
     text = mx.format_wall_time(rows, layers=64, ranks=2)
     assert "3 levels, cf 4" in text and "to 150 ep. s" in text
+    # measured once: the 2-rank speedup 6 / 3.5 without a range
+    assert lp["two_rank_speedup"] == (pytest.approx(6.0 / 3.5), None)
+    assert f"{6.0 / 3.5:.2f} " in text and "[" not in text.split("\n", 2)[2]
+    # repeated: the paired ratios' range (6/4, 5.4/3.5, 7/3) beside the medians' ratio
+    timing[1] |= {"step_s_runs": [6.0, 5.4, 7.0]}
+    timing[2] |= {"step_s_runs": [4.0, 3.5, 3.0]}
+    lp = mx.wall_time_table(records, timing, best, layers=64, ranks=2)[1]
+    assert lp["two_rank_speedup"] == (pytest.approx(6.0 / 3.5),
+                                      (pytest.approx(1.5), pytest.approx(7.0 / 3.0)))
+    text = mx.format_wall_time([lp], layers=64, ranks=2)
+    assert "1.71 [1.50, 2.33]" in text
 
 
 def test_wall_time_table_says_what_is_missing():

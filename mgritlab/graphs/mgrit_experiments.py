@@ -436,7 +436,8 @@ def wall_time_table(records: list[dict], timing: list[dict], best: dict, *, laye
     acc, n = accuracy(lambda r: r["experiment"] == "serial")
     t_serial = serial["step_s"] * epochs
     rows = [{"config": "serial", "levels": 1, "cf": None, "alpha": 0.0, "step_1": serial["step_s"],
-             "step_2": None, "step_P": serial["step_s"], "modelled": False,
+             "step_2": None, "two_rank_speedup": None, "step_P": serial["step_s"],
+             "modelled": False,
              "time_to_epochs": t_serial, "speedup": 1.0, "test_acc": acc, "seeds": n}]
     for (lv, cf), a in sorted(best.items()):
         t = steps(lv, cf, a)
@@ -448,10 +449,23 @@ def wall_time_table(records: list[dict], timing: list[dict], best: dict, *, laye
                           and (r["levels"], r["cf"], r["alpha"]) == (lv, cf, a))
         rows.append({"config": f"{lv} levels, cf {cf}", "levels": lv, "cf": cf, "alpha": a,
                      "step_1": t[1]["step_s"], "step_2": t[2]["step_s"] if 2 in t else None,
+                     "two_rank_speedup": _paired_ratios(t[1], t.get(2)),
                      "step_P": step_P, "modelled": not measured,
                      "time_to_epochs": step_P * epochs,
                      "speedup": t_serial / (step_P * epochs), "test_acc": acc, "seeds": n})
     return rows
+
+
+def _paired_ratios(one: dict, two: dict | None) -> tuple | None:
+    """(1-rank step / 2-rank step of the medians, and the smallest and largest of the ratios
+    of the repetitions, paired in order — None where the rows lack ``step_s_runs``), or None
+    without a 2-rank row."""
+    if two is None:
+        return None
+    a, b = one.get("step_s_runs"), two.get("step_s_runs")
+    paired = [x / y for x, y in zip(a, b)] if a and b and len(a) == len(b) > 1 else None
+    return (one["step_s"] / two["step_s"],
+            (min(paired), max(paired)) if paired else None)
 
 
 def format_wall_time(rows: list[dict], *, layers: int, ranks: int,
@@ -460,15 +474,24 @@ def format_wall_time(rows: list[dict], *, layers: int, ranks: int,
     def s(x):
         return "-" if x is None else f"{x:.3f}"
 
+    def x2(sp):
+        if sp is None:
+            return "-"
+        ratio, spread = sp
+        return f"{ratio:.2f}" + ("" if spread is None else f" [{spread[0]:.2f}, {spread[1]:.2f}]")
+
     lines = [f"{layers} layers: seconds per training step, and the training time to {epochs} "
-             f"epochs on {ranks} ranks (m: the critical-path model; serial: one process)",
-             f"{'configuration':<18} {'α':>4} {'1 rank':>7} {'2 ranks':>7} {f'{ranks} ranks':>9} "
-             f"{'to ' + str(epochs) + ' ep. s':>11} {'speedup':>7} {'test %':>6} {'seeds':>5}"]
+             f"epochs on {ranks} ranks (m: the critical-path model; serial: one process; "
+             f"2/1: the 1-rank step over the 2-rank one, [its range over the repetitions])",
+             f"{'configuration':<18} {'α':>4} {'1 rank':>7} {'2 ranks':>7} {'2/1':>17} "
+             f"{f'{ranks} ranks':>9} {'to ' + str(epochs) + ' ep. s':>11} {'speedup':>7} "
+             f"{'test %':>6} {'seeds':>5}"]
     for r in rows:
         p = f"{r['step_P']:.3f}" + ("m" if r["modelled"] else " ")
         lines.append(f"{r['config']:<18} {r['alpha']:>4g} {s(r['step_1']):>7} "
-                     f"{s(r['step_2']):>7} {p:>9} {r['time_to_epochs']:>11.0f} "
-                     f"{r['speedup']:>7.2f} {100 * r['test_acc']:>6.2f} {r['seeds']:>5}")
+                     f"{s(r['step_2']):>7} {x2(r.get('two_rank_speedup')):>17} {p:>9} "
+                     f"{r['time_to_epochs']:>11.0f} {r['speedup']:>7.2f} "
+                     f"{100 * r['test_acc']:>6.2f} {r['seeds']:>5}")
     return "\n".join(lines)
 
 
@@ -645,9 +668,10 @@ def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
 def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None) -> Path:
     """Rewrite the computed parts of ``out_dir``/README.md from the finished runs kept there:
     the fenced blocks :func:`report` prints (status, table, wall-time tables; a block is found
-    by its first line) and, where the README has it, the table of :func:`format_stable_alpha`
-    (from ``stable_rows``, else :func:`stable_alpha` on ``graph``). The prose around them is
-    left as it is. Raises ValueError, changing nothing, where a block is missing or repeated."""
+    by the start of its first line) and, where the README has it, the table of
+    :func:`format_stable_alpha` (from ``stable_rows``, else :func:`stable_alpha` on ``graph``).
+    The prose around them is left as it is. Raises ValueError, changing nothing, where a
+    block is missing or repeated."""
     import re
 
     path = Path(out_dir) / "README.md"
@@ -657,9 +681,10 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
     runs = ended(load(out_dir))
     text = old = path.read_text()
     for new in report_blocks(runs, timing=load_timing(out_dir)):
-        first = new.split("\n", 1)[0]
-        if first.startswith("finished at"):
-            first = "finished at"  # the counts in the first line change
+        # a block is known by the start of its first line (up to a colon, else its first
+        # word), not the whole line: counts and column headings change
+        line = new.split("\n", 1)[0]
+        first = line.split(":", 1)[0] if ":" in line else line.split(None, 1)[0]
         pattern = re.compile(r"```\n" + re.escape(first) + r"[^\n]*\n.*?```", re.S)
         found = pattern.findall(text)
         if len(found) != 1:
