@@ -241,7 +241,10 @@ def test_the_readme_table_is_the_kept_records():
             "results/pdegcn_mgrit/README.md: run `python -m mgritlab experiment pdegcn-mgrit "
             "report --readme --out results/pdegcn_mgrit` (it rewrites the wall-time tables)")
     # the figures the README shows are there (report --figures draws them)
-    for name in ("alpha_sweep.png", "accuracy_vs_time_64.png"):
+    names = ["alpha_sweep.png", "accuracy_vs_time_64.png"]
+    names += ["coarse_only.png"] * any(r["experiment"] == "coarse_only"
+                                       for r in mx.ended(mx.load(kept)))
+    for name in names:
         assert f"]({name})" in (kept / "README.md").read_text()
         assert (kept / name).stat().st_size > 10_000, f"run report --figures: {name}"
 
@@ -339,7 +342,13 @@ def test_plots_of_figs_5_10_to_5_13():
         mx.plot_accuracy_vs_time(records, timing, {}, layers=64, x="seconds")
     ax = mx.plot_coarse_only(records, {(3, 4): 2.5})
     assert [ln.get_label() for ln in ax.get_lines()] == [
-        "3 levels, cf 4: α = 2.5 on coarse levels only", "3 levels, cf 4: α = 2.5 on all levels"]
+        "3 levels, cf 4: α = 2.5 on coarse levels only (1 seed)",
+        "3 levels, cf 4: α = 2.5 on all levels (1 seed)"]
+    # a seed that only the all-levels runs have is left out of both curves
+    more = records + [_rec("alpha", 64, 3, 4, 2.5, 0.5, [0.1, 0.1, 0.1]) | {"seed": 1}]
+    ax = mx.plot_coarse_only(more, {(3, 4): 2.5})
+    assert list(ax.get_lines()[1].get_ydata()) == pytest.approx([0.4, 0.6, 0.79])
+    assert "(1 seed)" in ax.get_lines()[1].get_label()
     plt.close("all")
 
 

@@ -839,24 +839,29 @@ def plot_alpha_sweep(records: list[dict], *, layers: int = 64, metric: str = "te
 
 
 def plot_coarse_only(records: list[dict], best: dict, metric: str = "test_acc", ax=None):
-    """Fig. 5.10: ``metric`` per epoch (mean over seeds) with α on the coarse levels only
-    (solid) and the same α on all levels (markers), for each (levels, cf) of ``best``."""
+    """Fig. 5.10: ``metric`` per epoch with α on the coarse levels only (solid) and the same
+    α on all levels (markers), for each (levels, cf) of ``best`` — both the mean over the
+    seeds that both have (a curve of three seeds beside one of one would mix seed noise
+    into the comparison)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
     for i, ((lv, cf), a) in enumerate(sorted(best.items())):
         color = f"C{i}"
+        runs = {exp: {r["seed"]: r for r in records if r["experiment"] == exp
+                      and (r["levels"], r["cf"], r["alpha"]) == (lv, cf, a)}
+                for exp in ("coarse_only", "alpha")}
+        seeds = sorted(set(runs["coarse_only"]) & set(runs["alpha"]))
         for exp, style in (("coarse_only", "-"), ("alpha", "o--")):
-            rs = [r for r in records if r["experiment"] == exp
-                  and (r["levels"], r["cf"], r["alpha"]) == (lv, cf, a)]
-            if not rs:
+            if not seeds:
                 continue
-            y = _mean_curve(rs, metric)
+            y = _mean_curve([runs[exp][s] for s in seeds], metric)
             where = "coarse levels only" if exp == "coarse_only" else "all levels"
             ax.plot(np.arange(1, len(y) + 1), y, style, color=color, ms=3,
                     markevery=max(len(y) // 15, 1),
-                    label=f"{lv} levels, cf {cf}: α = {a:g} on {where}")
+                    label=f"{lv} levels, cf {cf}: α = {a:g} on {where} "
+                          f"({len(seeds)} seed{'s' * (len(seeds) > 1)})")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title("α on the coarse levels only vs on all levels (fig. 5.10)")
