@@ -81,3 +81,13 @@ def test_a_zero_initial_state_with_forcing_is_not_called_a_blow_up(monkeypatch):
                    max_levels=3, cf=4, max_iter=3, check_growth=True, divergence_factor=1e4)
     res = solver.solve(torch.zeros(3, dtype=torch.float64))
     assert res.iterations == 3 and res.residuals[-1] < 1e-2 * res.residuals[0]
+
+
+@pytest.mark.parametrize("levels, advice", [(3, "fewer levels (max_levels=2), a smaller cf"),
+                                            (2, "Otherwise use a smaller cf")])
+def test_the_divergence_message_asks_for_fewer_levels_only_where_two_remain(levels, advice):
+    lp, x = _exploding("warn")
+    lp = LayerParallel(lp.block, max_levels=levels, cf=4, on_divergence="warn")
+    with pytest.warns(RuntimeWarning):
+        lp(x)
+    assert advice in lp.divergence_warning and "max_levels=1" not in lp.divergence_warning

@@ -336,9 +336,12 @@ class LayerParallel(nn.Module):
                 f"steps of {self.cf}**l * h = {self.cf}**l * {self.block.h:.3g}, and a coarse "
                 f"step through layers that amplify too much, or one too far from the fine "
                 f"steps it stands for, makes MGRIT grow.")
+        # with two levels, one fewer is the serial network: no advice
+        fewer = (f"fewer levels (max_levels={self.max_levels - 1}), " if self.max_levels > 2
+                 else "")
         fix = ("\n".join(advice) + "\n" if advice else "") + (
-            f"Otherwise use fewer levels (max_levels={self.max_levels - 1}), a smaller cf, a "
-            f"deeper network or a shorter final time T (T={self.block.T:g}).")
+            f"Otherwise use {fewer}a smaller cf, a deeper network or a shorter final time T "
+            f"(T={self.block.T:g}).")
         return f"{head}\n{fix}\n{err}"
 
     def _guess(self, key: str, n: int, like: torch.Tensor) -> torch.Tensor | None:
