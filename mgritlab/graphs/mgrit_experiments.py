@@ -658,10 +658,11 @@ def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
                  else f"{a:g} ({_alpha_seeds(runs, key, a)} seed(s))")
         lines.append(f"best α at {key[0]} levels, cf {key[1]}: {found}; thesis {thesis:g}")
     blocks = ["\n".join(lines), format_table(runs)]
-    walls = [format_wall_time(wall_time_table(runs, timing, timed_alpha(timing, L), layers=L,
-                                              ranks=wall_time_ranks(L)),
-                              layers=L, ranks=wall_time_ranks(L))
-             for L in sorted({t["layers"] for t in timing or []})]
+    walls = []
+    for L in sorted({t["layers"] for t in timing or []}):
+        P = wall_time_ranks(L)
+        walls.append(format_wall_time(wall_time_table(runs, timing, timed_alpha(timing, L),
+                                                      layers=L, ranks=P), layers=L, ranks=P))
     return blocks + (["\n\n".join(walls)] if walls else [])
 
 
@@ -853,9 +854,9 @@ def plot_coarse_only(records: list[dict], best: dict, metric: str = "test_acc", 
                       and (r["levels"], r["cf"], r["alpha"]) == (lv, cf, a)}
                 for exp in ("coarse_only", "alpha")}
         seeds = sorted(set(runs["coarse_only"]) & set(runs["alpha"]))
+        if not seeds:
+            continue
         for exp, style in (("coarse_only", "-"), ("alpha", "o--")):
-            if not seeds:
-                continue
             y = _mean_curve([runs[exp][s] for s in seeds], metric)
             where = "coarse levels only" if exp == "coarse_only" else "all levels"
             ax.plot(np.arange(1, len(y) + 1), y, style, color=color, ms=3,
