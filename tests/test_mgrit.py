@@ -330,6 +330,23 @@ def test_stagnation_above_round_off_with_an_unstable_level_raises():
               max_iter=60)
 
 
+def test_without_the_guard_every_iterate_comes_back_and_matches_the_guarded_ones():
+    """guard=False (convergence studies): the stagnating solve above runs all its iterations,
+    and its first iterates are the guarded solve's (the guard only stops, it changes nothing)."""
+    prob = Dahlquist(-20.0, scheme="forward_euler")
+    t = uniform_grid(0, 4, 513)
+    seen = []
+    res = solve(prob, prob.u0, t, max_levels=2, cf=16, tol=1e-30, max_iter=12, guard=False,
+                callback=lambda k, u: seen.append(u.clone()))
+    assert res.iterations == len(seen) == 12 and res.stop_reason == "max_iter=12 reached"
+    early = solve(prob, prob.u0, t, max_levels=2, cf=16, tol=1e-30, max_iter=3)
+    assert early.residuals == res.residuals[:3]
+    assert torch.equal(early.u, seen[2])
+    with pytest.raises(MGRITDivergenceError, match=r"MGRIT diverged: residual (nan|inf)"):
+        overflow = Dahlquist(-1e300, scheme="forward_euler")   # a non-finite residual: raises
+        solve(overflow, prob.u0, t, max_levels=2, cf=16, max_iter=3, guard=False)
+
+
 class _Hinted:
     """Forward Euler for u' = -200u with advice of its own for an unstable level."""
 

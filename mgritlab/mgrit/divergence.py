@@ -74,7 +74,8 @@ def first_growth(residuals: list[float], floor: float = 0.0) -> bool:
 
 
 def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, partition, *,
-          divergence_factor: float, check_growth: bool, tol: float) -> str | None:
+          divergence_factor: float, check_growth: bool, tol: float,
+          guard: bool = True) -> str | None:
     """The guard after each iteration: raise :class:`MGRITDivergenceError` or return a reason
     to stop quietly ("stalled at round-off"), or None to go on.
 
@@ -91,6 +92,8 @@ def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, pa
       moves round-off, which may round upwards (no divergence);
     * stagnation (five iterations with ρ > 0.98) above round-off when a coarse level is
       unstable, or when the step mixes batch members (:func:`batch_mixing`).
+
+    With ``guard=False`` only the first (a non-finite residual) applies.
     """
     res, k = residuals[-1], len(residuals)
     smallest = min(residuals)
@@ -98,6 +101,8 @@ def check(residuals: list[float], blocks: list[LevelBlock], u0: torch.Tensor, pa
         raise MGRITDivergenceError(
             f"MGRIT diverged: residual {res} after iteration {k}. {nonfinite_origin(blocks)}\n"
             + diagnose(blocks, u0)[1])
+    if not guard:
+        return None
     if (res > divergence_factor**2 * initial_scale(u0, blocks[0].level)
             and res > divergence_factor**2 * forced_scale(blocks[0], u0, partition)):
         unstable, message = diagnose(blocks, u0)

@@ -120,6 +120,8 @@ class MGRIT:
     check_growth : also raise when one iteration *increases* the residual and a coarse level
         is diagnosed unstable — for solves of a few iterations (layer-parallel training,
         T₁ = 2), which end long before a residual could grow by ``divergence_factor``.
+    guard : False: no divergence or stagnation stop at all (only a non-finite residual
+        raises), for convergence studies that want every iterate, growing or not.
     """
 
     def __init__(self, propagator: Propagator | Sequence[Propagator], t, *, max_levels: int = 2,
@@ -127,7 +129,8 @@ class MGRIT:
                  coarse_propagator=None, cycle: str = "V", tol: float = 1e-7,
                  rtol: float = 0.0, max_iter: int = 100, nested: bool = False,
                  min_coarse: int = 2, direction: int = 1, partition=None,
-                 divergence_factor: float = 1e4, check_growth: bool = False, device=None):
+                 divergence_factor: float = 1e4, check_growth: bool = False,
+                 guard: bool = True, device=None):
         if coarse_propagator is not None:
             if isinstance(propagator, (list, tuple)):
                 raise ValueError("give either one propagator per level or coarse_propagator")
@@ -146,7 +149,7 @@ class MGRIT:
                                          direction=direction, device=device)
         self.cycle, self.tol, self.rtol, self.max_iter = cycle, tol, rtol, max_iter
         self.nested, self.divergence_factor = nested, divergence_factor
-        self.check_growth = check_growth
+        self.check_growth, self.guard = check_growth, guard
         self.partition = partition if partition is not None else SerialPartition()
         self.bounds = self.partition.bounds(self.hierarchy)
         self._sweeps = [relax_sweeps(lv.relax) for lv in self.hierarchy.levels]
@@ -305,7 +308,8 @@ class MGRIT:
                 break
             stop = divergence.check(residuals, blocks, u0, self.partition,
                                     divergence_factor=self.divergence_factor,
-                                    check_growth=self.check_growth, tol=self.tol)
+                                    check_growth=self.check_growth, tol=self.tol,
+                                    guard=self.guard)
             if stop:
                 message = stop
                 break
