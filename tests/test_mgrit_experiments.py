@@ -236,7 +236,8 @@ def test_the_readme_table_is_the_kept_records():
         "report --readme --out results/pdegcn_mgrit` (it rewrites the table)")
     # the wall-time tables of figs. 5.11-5.13, once the timing is kept, are report's
     timing = mx.load_timing(kept)
-    for block in mx.report_blocks(mx.load(kept), timing=timing)[2:]:
+    for block in mx.report_blocks(mx.load(kept), timing=timing,
+                                  forward=mx.load_forward_error(kept))[2:]:
         assert block in (kept / "README.md").read_text(), (
             "results/pdegcn_mgrit/README.md: run `python -m mgritlab experiment pdegcn-mgrit "
             "report --readme --out results/pdegcn_mgrit` (it rewrites the wall-time tables)")
@@ -431,7 +432,7 @@ def test_update_readme_rewrites_the_computed_blocks_from_the_finished_runs(stabl
     runs = sorted(kept.glob("*_seed*.json"))  # a partial one is left out by update_readme
     if not runs:
         pytest.skip("no kept MGRIT results yet")
-    for p in [*runs, kept / mx.TIMING_FILE, kept / "README.md"]:
+    for p in [*runs, kept / mx.TIMING_FILE, kept / mx.FORWARD_ERROR_FILE, kept / "README.md"]:
         if p.exists():
             shutil.copy(p, tmp_path)
     readme = tmp_path / "README.md"
@@ -587,3 +588,98 @@ def test_parallel_with_hierarchies_trains_those_only_and_leaves_the_timing(tmp_p
     assert main(argv) == 0  # all four, the serial reference and the timing side by side
     assert calls[1][0] == dict.fromkeys(mx.HIERARCHIES, 2.5) and calls[1][1]["serial"]
     assert calls[2] == "timed"
+
+
+# -- fig. 5.10's question: the layer-parallel forward's error against MGRIT iterations --------
+def test_forward_error_is_the_layer_parallel_forward_s_and_exact_after_n_over_cf(cora):
+    """e_k is the error of LayerParallel's forward with T₁ = k (cold start) against the serial
+    network's forward (SerialODENet, another code path), and with F-relaxation MGRIT is exact
+    after N/cf iterations (Falgout et al. 2014; lesson 03): 8 layers, cf 2 -> k = 4."""
+    import warnings
+
+    cfg = mx.lp_config(2, 2, 1.0, layers=8, channels=8, h=2.0, coarse_only=True)
+    rows = mx.forward_error(cfg, iterations=5, graph=cora)
+    assert [(r["mode"], r["where"], r["levels"], r["cf"], r["alpha"], r["seed"])
+            for r in rows] == [("eval", "coarse", 2, 2, 1.0, 0), ("train", "coarse", 2, 2, 1.0, 0)]
+    model, f0, frozen = mx._initial_layer_inputs(cfg, cora, 1)
+    lp = model.layer_parallel()
+    lp.warm_start = False
+    for r, fr in zip(rows, (None, frozen)):
+        assert len(r["error"]) == len(r["residual"]) == 5
+        with torch.no_grad():
+            exact = lp.serial(fr)(f0)
+            for k in (1, 2):
+                lp.fwd_iters = k
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # 'warn': a residual grew
+                    x = lp(f0, fr)
+                want = float((x - exact).norm() / exact.norm())
+                assert r["error"][k - 1] == pytest.approx(want, rel=1e-5), (r["mode"], k)
+        assert r["error"][0] > 1e-2  # one iteration is not the exact forward...
+        assert max(r["error"][3:]) < 1e-5  # ...N/cf = 4 iterations are (float32)
+    with pytest.raises(ValueError, match="positive number of MGRIT iterations"):
+        lp.forward_iterates(f0, None, 0)
+
+
+def test_forward_error_sweep_takes_all_levels_coarse_only_and_no_imex(cora):
+    rows = mx.forward_error_sweep({(2, 2): 1.0}, layers=8, channels=8, seeds=(0, 1),
+                                  iterations=2, graph=cora)
+    assert [(r["seed"], r["where"], r["alpha"], r["mode"]) for r in rows] == [
+        (s, w, a, m) for s in (0, 1) for w, a in (("all", 1.0), ("coarse", 1.0), ("-", 0.0))
+        for m in ("eval", "train")]
+    # the table: means over the seeds, beside the trained runs' accuracy where there are any
+    trained = [_rec("coarse_only", 8, 2, 2, 1.0, 0.5, [0.5], coarse_only=True)]
+    for r in trained:
+        r["parallel"] = True
+    text = mx.format_forward_error(rows, trained)
+    lines = text.split("\n")
+    assert lines[0].startswith("relative error of the layer-parallel forward")
+    assert "k=1" in lines[1] and "k=2" in lines[1] and "k=4" not in lines[1]
+    coarse_train = [ln for ln in lines if " coarse train " in ln]
+    assert len(coarse_train) == 1 and coarse_train[0].split()[-1] == "50.0"
+    mean = np.mean([r["error"][1] for r in rows if (r["where"], r["mode"]) == ("coarse", "train")])
+    assert f"{mean:.3f}" in coarse_train[0] and coarse_train[0].split()[-2] == "2"
+    assert [ln.split()[-1] for ln in lines if " all " in ln] == ["-", "-"]
+
+
+def test_cli_forward_error_quick_writes_the_rows_report_shows(tmp_path, capsys):
+    from mgritlab.__main__ import main
+
+    argv = ["experiment", "pdegcn-mgrit", "forward-error", "--quick", "--iterations", "2",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    rows = mx.load_forward_error(tmp_path)
+    assert {(r["layers"], r["levels"], r["cf"]) for r in rows} == {(16, 2, 2), (16, 3, 4)}
+    assert len(rows) == 2 * 3 * 2 and all(len(r["error"]) == 2 for r in rows)
+    assert capsys.readouterr().out.startswith("relative error of the layer-parallel forward")
+    assert main(["experiment", "pdegcn-mgrit", "report", "--out", str(tmp_path)]) == 0
+    assert mx.format_forward_error(rows) in capsys.readouterr().out
+    (tmp_path / mx.FORWARD_ERROR_FILE).write_text('[{"layers": 16')
+    with pytest.raises(ValueError, match="delete it and run experiment pdegcn-mgrit forward-e"):
+        mx.load_forward_error(tmp_path)
+
+
+def test_kept_forward_errors_are_what_the_cli_computes(cora):
+    """results/pdegcn_mgrit/mgrit_forward_error.json is `experiment pdegcn-mgrit forward-error`
+    at the kept sweep's best α: the configurations it plans, and one row recomputed."""
+    from pathlib import Path
+
+    kept = Path(__file__).resolve().parents[1] / "results" / "pdegcn_mgrit"
+    rows = mx.load_forward_error(kept)
+    if not rows:
+        pytest.skip("no kept forward-error rows yet")
+    best = mx.best_alpha(mx.load(kept))
+    plan = {(lv, cf, a, w, s, m) for (lv, cf), al in best.items()
+            for a, w in ((al, "all"), (al, "coarse"), (0.0, "-")) for s in (0, 1, 2)
+            for m in ("eval", "train")}
+    assert {(r["levels"], r["cf"], r["alpha"], r["where"], r["seed"], r["mode"])
+            for r in rows} == plan and len(rows) == len(plan)
+    assert all(len(r["error"]) == mx.FORWARD_ERROR_ITERATIONS and r["layers"] == 64
+               for r in rows)
+    lv, cf = 2, 4
+    again = mx.forward_error(mx.lp_config(lv, cf, best[(lv, cf)], coarse_only=True),
+                             iterations=2, graph=cora)
+    for new in again:
+        old = next(r for r in rows if (r["levels"], r["cf"], r["where"], r["seed"], r["mode"])
+                   == (lv, cf, "coarse", 0, new["mode"]))
+        np.testing.assert_allclose(new["error"], old["error"][:2], rtol=1e-3)

@@ -134,13 +134,17 @@ def register_experiments(exp) -> None:
     p = exp.add_parser("pdegcn-mgrit",
                        help="thesis §5.2: PDE-GCN-D trained with MGRIT, α per (levels, cf)")
     p.add_argument("what", nargs="?", default="all",
-                   choices=("alpha", "coarse", "serial", "all", "parallel", "report"),
+                   choices=("alpha", "coarse", "serial", "all", "parallel", "forward-error",
+                            "report"),
                    help="alpha: figs. 5.6-5.9; coarse: fig. 5.10 (α on the coarse levels "
                         "only, at the best α of the alpha sweep); serial: the reference; all: "
                         "these three; parallel: figs. 5.11-5.13 (64 and 256 layers at the best "
                         "α of the finished alpha sweep in --out, timed on 1 and 2 ranks, with "
-                        "the per-layer costs of the critical-path model); report: what --out "
-                        "holds (finished runs, best α, the table, the wall-time tables)")
+                        "the per-layer costs of the critical-path model); forward-error: "
+                        "fig. 5.10's question, the error of the layer-parallel forward after "
+                        "k = 1..--iterations MGRIT iterations for the initial networks at the "
+                        "best α (minutes, no training); report: what --out holds (finished "
+                        "runs, best α, the tables)")
     p.add_argument("--dataset", default="Cora")
     p.add_argument("--quick", action="store_true", help="16 layers, 6 epochs, one seed (minutes)")
     p.add_argument("--layers", type=positive_int, default=None)
@@ -151,6 +155,8 @@ def register_experiments(exp) -> None:
                    metavar="LEVELSxCF",
                    help="only these (levels, cf), e.g. 2x2 3x4 (default: the thesis's four): "
                         "two processes can share a sweep by taking different hierarchies")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="forward-error: the MGRIT iterations k to go to (default 8; quick 4)")
     p.add_argument("--out", default="runs/pdegcn_mgrit")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=positive_int, default=None)
@@ -391,7 +397,8 @@ def _mgrit_experiment(args) -> int:
                   dataset=args.dataset, out_dir=args.out, resume=args.resume,
                   progress=args.progress)
     if args.what == "report":
-        print(mx.report(mx.load(args.out), timing=mx.load_timing(args.out)))
+        print(mx.report(mx.load(args.out), timing=mx.load_timing(args.out),
+                        forward=mx.load_forward_error(args.out)))
         if args.figures:
             for path in mx.write_figures(args.out):
                 print(f"wrote {path}")
@@ -426,6 +433,18 @@ def _mgrit_experiment(args) -> int:
                                            dataset=args.dataset, graph=graph,
                                            repeats=1 if args.quick else 3),
                         Path(args.out) / mx.TIMING_FILE)
+        if args.what == "forward-error":
+            best, why = _swept_best(mx, args, hierarchies)
+            if why:
+                return usage_error(why)
+            best = best or {k: mx.THESIS_BEST_ALPHA.get(k, 1.0) for k in hierarchies}
+            rows = mx.forward_error_sweep(best, quick=args.quick, layers=args.layers,
+                                          seeds=args.seeds, iterations=args.iterations,
+                                          dataset=args.dataset, graph=graph,
+                                          progress=args.progress)
+            mx.save(rows, Path(args.out) / mx.FORWARD_ERROR_FILE)
+            print(mx.format_forward_error(rows, mx.load(args.out)))
+            return 0
         if args.what in ("serial", "all"):
             records += mx.serial_reference(graph=graph, **common)
         if args.what in ("alpha", "coarse", "all"):

@@ -19,6 +19,9 @@ authors' settings). The experiments:
   fig. 5.10).
 * :func:`stable_alpha` — the analysis the thesis left open (§6.2): the smallest α per level
   from the linearised layer's spectrum, to set beside the best α of the sweep.
+* :func:`forward_error_sweep` — fig. 5.10's open question (would more MGRIT iterations help
+  α on the coarse levels only?): the error of the layer-parallel forward after k iterations
+  against the exact one, for the initial networks.
 
 An explicit coarse level past its stability limit makes the MGRIT residual grow. As the
 thesis's α = 0 curves (shown to the last epoch) suggest its runs did, the sweeps train on
@@ -546,6 +549,122 @@ def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> 
     return "\n".join(lines)
 
 
+# -- fig. 5.10: do more MGRIT iterations help? -----------------------------------------------
+FORWARD_ERROR_FILE = "mgrit_forward_error.json"
+FORWARD_ERROR_ITERATIONS = 8
+FORWARD_ERROR_SHOWN = (1, 2, 4, 8)  # the columns of format_forward_error
+
+
+def forward_error(cfg, *, iterations: int = FORWARD_ERROR_ITERATIONS, graph=None,
+                  mask_seed: int = 1) -> list[dict]:
+    """The relative error e_k = ‖x_N^(k) − x_N‖ / ‖x_N‖ of the layer-parallel forward after
+    k = 1 … ``iterations`` MGRIT iterations from zero against the exact serial forward x_N,
+    for the *initial* network of ``cfg`` (its seed), at the opening map's output: one record
+    in evaluation mode and one with a draw (``mask_seed``) of the training-mode dropout masks.
+
+    The thesis (§5.3, on fig. 5.10) expects α on the coarse levels only "can potentially be
+    different if more MGRIT iterations are performed"; its runs, and the sweep here, take
+    T₁ = 2. With F-relaxation on the fine level the solve is exact after N/cf iterations at
+    most (the exact front moves one coarse interval per iteration; Falgout et al. 2014,
+    lesson 03), so ``iterations`` well below N/cf is the question: e_k for the k training can
+    afford. Each record keeps the residual history too (it is not the error: it measures the
+    fine equations at the C-points)."""
+    import torch
+
+    model, f0, frozen = _initial_layer_inputs(cfg, graph, mask_seed)
+    lp = model.layer_parallel()
+    la = cfg.level_alpha
+    where = "coarse" if la is not None and la[0] == 0.0 else ("all" if cfg.alpha else "-")
+    out = []
+    for mode, fr in (("eval", None), ("train", frozen)):
+        exact = lp.serial_forward(f0, fr)
+        errors: list[float] = []
+
+        def error(k, x, exact=exact, errors=errors):
+            errors.append(float(torch.linalg.vector_norm(x - exact)
+                                / torch.linalg.vector_norm(exact)))
+
+        residuals = lp.forward_iterates(f0, fr, iterations, callback=error)
+        out.append({"layers": cfg.layers, "levels": cfg.levels, "cf": cfg.cf, "h": cfg.h,
+                    "alpha": cfg.alpha if cfg.imex != "none" else 0.0, "where": where,
+                    "seed": cfg.seed, "mask_seed": mask_seed, "mode": mode,
+                    "error": errors, "residual": [float(r) for r in residuals]})
+    return out
+
+
+def forward_error_sweep(best: dict, *, quick: bool = False, layers=None, channels=None,
+                        seeds=None, iterations: int | None = None, dataset: str = "Cora",
+                        graph=None, progress: bool = False) -> list[dict]:
+    """:func:`forward_error` for each (levels, cf) of ``best`` ({(levels, cf): α}): α on all
+    levels, α on the coarse levels only (fig. 5.10) and no IMEX term (α = 0), on ``seeds``
+    (default 0–2; quick: 16 layers, 16 channels, seed 0, 4 iterations). A few minutes at 64
+    layers on one core: no training, one forward solve per record."""
+    from .train import load_graph
+
+    o = _options(quick, layers=layers, channels=channels, seeds=seeds)
+    iterations = iterations or (4 if quick else FORWARD_ERROR_ITERATIONS)
+    graph = graph if graph is not None else load_graph(dataset)
+    configs = []
+    for (lv, cf), a in best.items():
+        variants = [(a, False), (a, True), (0.0, False)] if a > 0 else [(0.0, False)]
+        configs += [lp_config(lv, cf, al, layers=o["layers"], dataset=dataset,
+                              channels=o["channels"], coarse_only=co) for al, co in variants]
+    todo = _seed_major(configs, o["seeds"])
+    if progress:
+        from tqdm.auto import tqdm
+        todo = tqdm(todo, desc="forward error", unit="network")
+    return [row for cfg, _ in todo
+            for row in forward_error(cfg, iterations=iterations, graph=graph)]
+
+
+def load_forward_error(out_dir) -> list[dict]:
+    """The rows of :func:`forward_error_sweep` kept in ``out_dir`` ([] when not run yet)."""
+    import json
+
+    path = Path(out_dir) / FORWARD_ERROR_FILE
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())
+    except ValueError as err:
+        rows = err
+    if not isinstance(rows, list):
+        raise ValueError(f"{path} is not a list of forward-error rows ({rows}); delete it and "
+                         "run experiment pdegcn-mgrit forward-error to compute them again")
+    return rows
+
+
+def format_forward_error(rows: list[dict], records: list[dict] | None = None) -> str:
+    """:func:`forward_error_sweep` as a table: the mean over seeds of e_k at k = 1, 2, 4, 8
+    per (levels, cf, α, where α acts, mode), beside the test accuracy of the trained runs of
+    the same configuration in ``records`` (mean at best validation; '-' where none)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["layers"], r["levels"], r["cf"], r["alpha"], r["where"], r["mode"])
+        groups.setdefault(key, []).append(r)
+    acc = {(a["layers"], a["levels"], a["cf"], a["alpha"],
+            "coarse" if a["coarse_only"] else ("all" if a["alpha"] else "-")): a["test_mean"]
+           for a in aggregate([r for r in ended(records or []) if r["parallel"]])}
+    ks = [k for k in FORWARD_ERROR_SHOWN
+          if any(len(r["error"]) >= k for r in rows)]
+    lines = ["relative error of the layer-parallel forward after k MGRIT iterations from zero, "
+             "initial networks (mean over seeds; T₁ = 2 in training):",
+             f"{'L':>3} {'lv':>2} {'cf':>2} {'α':>4} {'where':<6} {'mode':<5} "
+             + " ".join(f"{'k=' + str(k):>8}" for k in ks)
+             + f" {'seeds':>5} {'trained test %':>14}"]
+    order = {"all": 0, "coarse": 1, "-": 2}
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order[k[4]], k[5])):
+        L, lv, cf, a, where, mode = key
+        rs = groups[key]
+        e = [np.mean([r["error"][k - 1] for r in rs]) if all(len(r["error"]) >= k for r in rs)
+             else float("nan") for k in ks]
+        t = acc.get((L, lv, cf, a, where))
+        lines.append(f"{L:>3} {lv:>2} {cf:>2} {a:>4g} {where:<6} {mode:<5} "
+                     + " ".join(f"{x:>8.3f}" for x in e)
+                     + f" {len(rs):>5} {'-' if t is None else f'{100 * t:.1f}':>14}")
+    return "\n".join(lines)
+
+
 # -- summaries --------------------------------------------------------------------------------
 def aggregate(records: list[dict]) -> list[dict]:
     """Mean/std over seeds per (experiment, layers, levels, cf, α, coarse_only)."""
@@ -627,17 +746,20 @@ def sweep_progress(records: list[dict], *, seeds=(0, 1, 2), layers: int = 64,
     return len(plan & done), len(plan)
 
 
-def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = None) -> str:
+def report(records: list[dict], *, seeds=(0, 1, 2), timing: list[dict] | None = None,
+           forward: list[dict] | None = None) -> str:
     """What a kept sweep holds: the blocks of :func:`report_blocks`, one blank line apart."""
-    return "\n\n".join(report_blocks(records, seeds=seeds, timing=timing))
+    return "\n\n".join(report_blocks(records, seeds=seeds, timing=timing, forward=forward))
 
 
 def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
-                  timing: list[dict] | None = None) -> list[str]:
+                  timing: list[dict] | None = None,
+                  forward: list[dict] | None = None) -> list[str]:
     """The blocks of :func:`report`, each one fenced block of the results README: the status
     (finished runs of the serial reference, the α sweep and fig. 5.10 against the full
     protocol of ``seeds``; the best α per (levels, cf) from the finished runs, with the seeds
-    it rests on, beside the thesis's), :func:`format_table`, and with ``timing``
+    it rests on, beside the thesis's), :func:`format_table`, with ``forward``
+    (:func:`load_forward_error`) :func:`format_forward_error`, and with ``timing``
     (:func:`load_timing`) one block of :func:`format_wall_time` tables, one per timed depth."""
     runs = ended(records)
     n = len(seeds)
@@ -658,6 +780,8 @@ def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
                  else f"{a:g} ({_alpha_seeds(runs, key, a)} seed(s))")
         lines.append(f"best α at {key[0]} levels, cf {key[1]}: {found}; thesis {thesis:g}")
     blocks = ["\n".join(lines), format_table(runs)]
+    if forward:
+        blocks.append(format_forward_error(forward, runs))
     walls = []
     for L in sorted({t["layers"] for t in timing or []}):
         P = wall_time_ranks(L)
@@ -668,8 +792,9 @@ def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
 
 def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None) -> Path:
     """Rewrite the computed parts of ``out_dir``/README.md from the finished runs kept there:
-    the fenced blocks :func:`report` prints (status, table, wall-time tables; a block is found
-    by the start of its first line) and, where the README has it, the table of
+    the fenced blocks :func:`report` prints (status, table, forward-error and wall-time
+    tables; a block is found by the start of its first line) and, where the README has it,
+    the table of
     :func:`format_stable_alpha` (from ``stable_rows``, else :func:`stable_alpha` on ``graph``).
     The prose around them is left as it is. Raises ValueError, changing nothing, where a
     block is missing or repeated."""
@@ -681,7 +806,8 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
                          "update_readme only rewrites its computed blocks")
     runs = ended(load(out_dir))
     text = old = path.read_text()
-    for new in report_blocks(runs, timing=load_timing(out_dir)):
+    for new in report_blocks(runs, timing=load_timing(out_dir),
+                             forward=load_forward_error(out_dir)):
         # a block is known by the start of its first line (up to a colon, else its first
         # word), not the whole line: counts and column headings change
         line = new.split("\n", 1)[0]

@@ -240,6 +240,24 @@ class LayerParallel(nn.Module):
         res = solver.solve(x0, gather=False)
         return self._final_state(solver, res.u_local)
 
+    @torch.no_grad()
+    def forward_iterates(self, x0: torch.Tensor, frozen=None, iterations: int | None = None,
+                         callback=None) -> list[float]:
+        """The forward MGRIT solve of :meth:`forward` from zero (no warm start), for
+        ``iterations`` iterations (default T₁) and with no divergence stop, calling
+        ``callback(k, x_N)`` after iteration k with the last state (on every rank). Returns
+        the residual history. For convergence studies: the error of x_N after k iterations
+        against :meth:`serial_forward` (``graphs.mgrit_experiments.forward_error``)."""
+        iterations = self.fwd_iters if iterations is None else iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be a positive number of MGRIT iterations, got "
+                             f"{iterations!r}")
+        solver = self._solver(StatePropagator(self.block, self.block.layer_parameters(), frozen),
+                              1, iterations, x0.device, watch=False)
+        step = None if callback is None else (
+            lambda k, u: callback(k, self._final_state(solver, u)))
+        return solver.solve(x0, gather=False, callback=step).residuals
+
     def reset_warm_start(self) -> None:
         """Forget the stored states and adjoints: the next solves start from zeros."""
         self._warm.clear()
@@ -276,13 +294,16 @@ class LayerParallel(nn.Module):
 
     # -- the two solves ------------------------------------------------------------------
     def _solver(self, propagator, direction: int, iters: int, device, tol: float = 0.0,
-                rtol: float = 0.0, max_iter: int | None = None) -> MGRIT:
+                rtol: float = 0.0, max_iter: int | None = None, watch: bool = True) -> MGRIT:
+        """The MGRIT solver of one solve; ``watch=False``: no divergence stop whatever
+        ``on_divergence`` says (a convergence study wants every iterate)."""
         part = self.partition if direction > 0 else self.partition.reversed()
+        stop = watch and self.on_divergence == "raise"
         return MGRIT(propagator or _NoStep(), self.block.grid(device), max_levels=self.max_levels,
                      cf=self.cf, relax=self.relax, cycle=self.cycle, tol=tol, rtol=rtol,
                      max_iter=iters if max_iter is None else max_iter, direction=direction,
-                     partition=part, check_growth=self.on_divergence == "raise",
-                     divergence_factor=1e4 if self.on_divergence == "raise" else math.inf,
+                     partition=part, check_growth=stop,
+                     divergence_factor=1e4 if stop else math.inf, guard=watch,
                      device=device)
 
     def _global_max(self, x: float) -> float:
