@@ -303,10 +303,13 @@ class PDEGCNBlock(LayerStack):
                 now if now is not None else float(self.alpha.detach().min()))
             if have >= a:
                 fine = self.level_alpha[0] if self.level_alpha is not None else None
+                # more iterations are no remedy: short of N/cf they raised the forward's
+                # error (experiment pdegcn-mgrit forward-error, results/pdegcn_mgrit)
                 mixed = ("; the fine level is explicit, so this level's IMEX step is another "
                          "discretisation than the fine layers it stands for (α on the coarse "
-                         "levels only, thesis fig. 5.10): more MGRIT iterations or α on the "
-                         "fine level too" if fine == 0 and have > 0 else "")
+                         "levels only, thesis fig. 5.10): put α on the fine level too (more "
+                         "MGRIT iterations may not help: see experiment pdegcn-mgrit "
+                         "forward-error)" if fine == 0 and have > 0 else "")
                 return (f"α = {have:g} on this level meets the bound α ≥ {a:.3g} of the "
                         f"linearised layer (spectral radius ≈ {rho:.3g} at the input state; "
                         f"stability.min_alpha, eq. 4.10): its own step does not amplify{mixed}")
