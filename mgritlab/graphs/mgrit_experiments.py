@@ -562,7 +562,7 @@ def forward_error(cfg, *, iterations: int = FORWARD_ERROR_ITERATIONS, graph=None
     for the *initial* network of ``cfg`` (its seed), at the opening map's output: one record
     in evaluation mode and one with a draw (``mask_seed``) of the training-mode dropout masks.
 
-    The thesis (§5.3, on fig. 5.10) expects α on the coarse levels only "can potentially be
+    The thesis (§5.2, on fig. 5.10) says α on the coarse levels only "can potentially be
     different if more MGRIT iterations are performed"; its runs, and the sweep here, take
     T₁ = 2. With F-relaxation on the fine level the solve is exact after N/cf iterations at
     most (the exact front moves one coarse interval per iteration; Falgout et al. 2014,
@@ -794,8 +794,8 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
     """Rewrite the computed parts of ``out_dir``/README.md from the finished runs kept there:
     the fenced blocks :func:`report` prints (status, table, forward-error and wall-time
     tables; a block is found by the start of its first line) and, where the README has it,
-    the table of
-    :func:`format_stable_alpha` (from ``stable_rows``, else :func:`stable_alpha` on ``graph``).
+    the table of :func:`format_stable_alpha` (from ``stable_rows``, else
+    :func:`stable_alpha` on ``graph``).
     The prose around them is left as it is. Raises ValueError, changing nothing, where a
     block is missing or repeated."""
     import re
