@@ -4,7 +4,9 @@ Trains a small PDE-GCN-D (float64, dropout on, shared IMEX, 3 levels, cf 2, T1=2
 four Adam steps and writes the digest of the losses and parameters (argument: a folder;
 ``verdict.report``): the wrapper compares the digests of 1, 2 and 3 ranks (bitwise). Also
 checks that every rank ends with the same parameters and that a rank holds only its share of
-the states (the window is its own layers plus one state of its right neighbour).
+the states (the window is its own layers plus one state of its right neighbour), and that
+``LayerParallel.forward_iterates`` gives every rank the same errors of x_N per iteration (in the
+digest too).
 """
 import hashlib
 import sys
@@ -50,11 +52,21 @@ problems = []
 if held > share or len(lp.local_layers()) > share:
     problems.append(f"holds {held} states and {len(lp.local_layers())} layers (share {share})")
 drawn = m.frozen.layers_drawn("grad")
-digest = hashlib.sha256(repr(losses).encode() + b"".join(
+# forward_iterates (the forward-error study) distributed: x_N after each iteration on every rank
+m.eval()
+errors = []
+with torch.no_grad():
+    f0 = m.open(x)
+    exact = lp.serial_forward(f0)
+    lp.forward_iterates(f0, None, 4, callback=lambda k, xN: errors.append(
+        float((xN - exact).norm() / exact.norm())))
+if len(errors) != 4 or len(set(map(repr, comm.allgather(errors)))) != 1:
+    problems.append(f"forward_iterates: errors {errors} differ between ranks or are not 4")
+digest = hashlib.sha256(repr(losses).encode() + repr(errors).encode() + b"".join(
     p.detach().numpy().tobytes() for p in m.parameters())).hexdigest()
 if len(set(comm.allgather(digest))) != 1:
     problems.append("ranks ended with different parameters")
 if part.rank == 0:
     print(f"ranks={part.size} losses={losses} states held={held} (share {share}) masks drawn "
-          f"for {len(drawn)} of {L} layers", flush=True)
+          f"for {len(drawn)} of {L} layers; forward errors {errors}", flush=True)
 report(out, comm, problems, f"{digest}\n{losses}\n")
