@@ -463,8 +463,12 @@ def test_format_stable_alpha_names_the_sweep_s_best_alpha_and_its_seeds():
     recs = [_rec("alpha", 64, 2, 4, a, 0.8, [0.8]) | {"best_val_acc": v, "seed": s}
             for a, v, s in ((1.0, 0.9, 0), (2.5, 0.8, 0), (2.5, 0.8, 1))]
     recs[0]["mgrit_warning"] = "level 1 grew"  # unstable: not a recommendation
-    text = mx.format_stable_alpha(rows, recs)
+    # a 256-layer run at the best α (figs. 5.11-5.13), however good, is not the sweep's
+    deep = _rec("alpha", 256, 2, 4, 1.0, 0.99, [0.99]) | {"seed": 0}
+    text = mx.format_stable_alpha(rows, recs + [deep])
     assert "| 2 | 4 | 0.500 | 3.300 | ℓ1: 1.35 | 1.35 | 2.5 (2) | 2.5 |" in text
+    status = mx.report_blocks(recs + [deep, deep | {"alpha": 2.5}])[0]
+    assert "best α at 2 levels, cf 4: 2.5 (2 seed(s))" in status
     assert "| - | 2.5 |" in mx.format_stable_alpha(rows, [])
 
 
@@ -668,7 +672,7 @@ def test_kept_forward_errors_are_what_the_cli_computes(cora):
     rows = mx.load_forward_error(kept)
     if not rows:
         pytest.skip("no kept forward-error rows yet")
-    best = mx.best_alpha(mx.load(kept))
+    best = mx.best_alpha([r for r in mx.load(kept) if r["layers"] == 64])
     plan = {(lv, cf, a, w, s, m) for (lv, cf), al in best.items()
             for a, w in ((al, "all"), (al, "coarse"), (0.0, "-")) for s in (0, 1, 2)
             for m in ("eval", "train")}

@@ -533,7 +533,7 @@ def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = 64, dataset: str = "C
 def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> str:
     """:func:`stable_alpha` as a markdown table, beside the best α of the finished sweep in
     ``records`` (:func:`best_alpha`, with the seeds it rests on) and the thesis's."""
-    runs = ended(records or [])
+    runs = [r for r in ended(records or []) if r["layers"] == 64]  # the sweep's depth
     best = best_alpha(runs)
     lines = ["| levels | cf | ρ eval | ρ train | α per level (train) | α needed (train) | "
              "sweep's best α (seeds) | thesis best α |",
@@ -703,6 +703,7 @@ def best_alpha(records: list[dict], *, allow_unstable: bool = False) -> dict:
     thesis does not say how it treated such runs; ``allow_unstable=True`` selects among them.
     A partial run (stopped before its last epoch, e.g. one still training in ``--out``) is
     left out: its best validation accuracy so far is no measure of the configuration.
+    Give the runs of one depth (the sweep's): the rows of every depth in ``records`` compete.
     """
     best: dict[tuple, tuple] = {}
     for row in aggregate([r for r in ended(records) if r["experiment"] == "alpha"]):
@@ -773,11 +774,13 @@ def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
              f"{done} of {planned}, α on the coarse levels "
              f"only (fig. 5.10) {count('coarse_only')} of {len(HIERARCHIES) * n}"
              + (f"; {partial} partial run(s) left out" if partial else "")]
-    best = best_alpha(runs)
+    # the α sweep is at 64 layers; the 256-layer runs at its best α must not count
+    sweep = [r for r in runs if r["layers"] == 64]
+    best = best_alpha(sweep)
     for key, thesis in THESIS_BEST_ALPHA.items():
         a = best.get(key)
         found = ("none stable yet" if a is None
-                 else f"{a:g} ({_alpha_seeds(runs, key, a)} seed(s))")
+                 else f"{a:g} ({_alpha_seeds(sweep, key, a)} seed(s))")
         lines.append(f"best α at {key[0]} levels, cf {key[1]}: {found}; thesis {thesis:g}")
     blocks = ["\n".join(lines), format_table(runs)]
     if forward:
