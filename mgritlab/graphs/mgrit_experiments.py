@@ -352,11 +352,11 @@ def timed_alpha(timing: list[dict], layers: int) -> dict:
             if t["layers"] == layers and t["cf"] is not None}
 
 
-def load_timing(out_dir) -> list[dict]:
-    """The rows of :func:`parallel_timing` kept in ``out_dir`` ([] when not measured yet)."""
+def _load_rows(path: Path, what: str, remake: str) -> list[dict]:
+    """The list of rows kept in ``path`` ([] when it does not exist yet); a file that is no
+    such list raises a ValueError naming it and the command (``remake``) that writes it."""
     import json
 
-    path = Path(out_dir) / TIMING_FILE
     if not path.exists():
         return []
     try:
@@ -364,9 +364,15 @@ def load_timing(out_dir) -> list[dict]:
     except ValueError as err:
         rows = err
     if not isinstance(rows, list):
-        raise ValueError(f"{path} is not a list of timing rows ({rows}); delete it and run "
-                         "experiment pdegcn-mgrit parallel --resume to measure them again")
+        raise ValueError(f"{path} is not a list of {what} rows ({rows}); delete it and run "
+                         f"{remake}")
     return rows
+
+
+def load_timing(out_dir) -> list[dict]:
+    """The rows of :func:`parallel_timing` kept in ``out_dir`` ([] when not measured yet)."""
+    return _load_rows(Path(out_dir) / TIMING_FILE, "timing",
+                      "experiment pdegcn-mgrit parallel --resume to measure them again")
 
 
 def layer_costs_of(cfg, *, graph=None, reps: int = 5, mask_seed: int = 1) -> dict:
@@ -619,19 +625,8 @@ def forward_error_sweep(best: dict, *, quick: bool = False, layers=None, channel
 
 def load_forward_error(out_dir) -> list[dict]:
     """The rows of :func:`forward_error_sweep` kept in ``out_dir`` ([] when not run yet)."""
-    import json
-
-    path = Path(out_dir) / FORWARD_ERROR_FILE
-    if not path.exists():
-        return []
-    try:
-        rows = json.loads(path.read_text())
-    except ValueError as err:
-        rows = err
-    if not isinstance(rows, list):
-        raise ValueError(f"{path} is not a list of forward-error rows ({rows}); delete it and "
-                         "run experiment pdegcn-mgrit forward-error to compute them again")
-    return rows
+    return _load_rows(Path(out_dir) / FORWARD_ERROR_FILE, "forward-error",
+                      "experiment pdegcn-mgrit forward-error to compute them again")
 
 
 def format_forward_error(rows: list[dict], records: list[dict] | None = None) -> str:
