@@ -243,6 +243,10 @@ class MPIEngines:
         config = Config()
         config.MPILauncher.mpi_cmd = [mpiexec]
         config.MPILauncher.mpi_args = [*mpiexec_flags(mpiexec), *(mpi_args or [])]
+        # an engine gives up on registering when the controller has not answered in 5 s
+        # (ipyparallel's default); on a loaded machine the controller can be that slow, and
+        # then no engine ever comes up: let the engines wait as long as we do
+        config.MPIEngineSetLauncher.engine_args = [f"--IPEngine.timeout={max(timeout, 5.0):g}"]
         self.cluster = ipp.Cluster(
             engines="mpi", n=n, config=config, log_level=log_level,
             cluster_id=self.run_id.replace("/", "-"),
@@ -260,7 +264,7 @@ class MPIEngines:
             with _quiet():
                 self.cluster.start_cluster_sync(n=n)
                 self.client = self.cluster.connect_client_sync()
-                self.client.wait_for_engines(n, timeout=timeout, interactive=False)
+                self._wait_for_engines(timeout)
         except BaseException as err:
             self.stop()
             if isinstance(err, (KeyboardInterrupt, SystemExit)):
@@ -272,6 +276,44 @@ class MPIEngines:
                 os.environ.pop(RUN_ID_ENV, None)
             else:
                 os.environ[RUN_ID_ENV] = old
+
+    def _wait_for_engines(self, timeout: float) -> None:
+        """Wait until all ``n`` engines are registered, for at most ``timeout`` s; raise at
+        once, with the engines' last output, when ``mpiexec`` has exited before that (the
+        engines died: waiting longer cannot help)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                self.client.wait_for_engines(self.n, timeout=max(min(0.5, left), 0.0),
+                                             interactive=False)
+                return
+            except TimeoutError:
+                if not self._engines_alive():
+                    raise RuntimeError(f"mpiexec exited with {len(self.client.ids)} of "
+                                       f"{self.n} engines registered; its last output:\n"
+                                       f"{self._engine_output()}") from None
+                if left <= 0:
+                    raise TimeoutError(f"{len(self.client.ids)} of {self.n} engines "
+                                       f"registered; the engines' last output:\n"
+                                       f"{self._engine_output()}") from None
+
+    def _engines_alive(self) -> bool:
+        for es in self.cluster.engines.values():
+            proc = getattr(es, "process", None)  # a psutil.Process
+            try:
+                if proc is not None and (not proc.is_running() or proc.status() == "zombie"):
+                    return False
+            except Exception:  # noqa: BLE001 - gone between the two questions
+                return False
+        return True
+
+    def _engine_output(self, lines: int = 15) -> str:
+        out = []
+        for es in self.cluster.engines.values():
+            with contextlib.suppress(Exception):
+                out.extend(es.get_output().splitlines())
+        return "\n".join(out[-lines:]) or "(none)"
 
     def run(self, f, *args, timeout: float | None = None, **kwargs) -> list:
         """Call ``f(*args, **kwargs)`` on every engine; results in rank order.

@@ -1,13 +1,23 @@
 """ipyparallel MPI engines: start, allreduce, the MGRIT task, stop — all within timeouts."""
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from mgritlab.cluster import EngineError, MPIEngines, MPITimeout, kill_tagged, mpi_hello
+from mgritlab.cluster import (
+    RUN_ID_ENV,
+    EngineError,
+    MPIEngines,
+    MPITimeout,
+    MPIUnavailable,
+    kill_tagged,
+    mpi_hello,
+)
 from mgritlab.tasks import mgrit_run
 
 pytestmark = pytest.mark.mpi
@@ -27,6 +37,74 @@ def test_engines_start_allreduce_and_stop_cleanly():
         engines.stop()
     assert time.perf_counter() - start < 150
     assert kill_tagged(engines.run_id) == 0  # nothing left behind
+
+
+def _tagged(run_id: str, word: str) -> list[int]:
+    """Pids of the processes tagged ``run_id`` (or nested under it) whose command line
+    contains ``word``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        tag = f"{RUN_ID_ENV}={run_id}".encode()
+        if any(v == tag or v.startswith(tag + b"/") for v in env) and word in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def _stall_controller_once_the_engines_start(run_id: str, seconds: float, done: list) -> None:
+    """Stop the controller (SIGSTOP) for ``seconds`` as soon as mpiexec has started the
+    engines: they ask it to register while it cannot answer — a loaded machine's slow
+    controller, on demand."""
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not _tagged(run_id, "mpiexec"):
+        time.sleep(0.02)
+    controllers = _tagged(run_id, "ipyparallel.controller") or _tagged(run_id, "ipcontroller")
+    for pid in controllers:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    for pid in controllers:
+        os.kill(pid, signal.SIGCONT)
+    done.append(len(controllers))
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the controller in /proc")
+def test_engines_come_up_when_the_controller_answers_late(monkeypatch):
+    """An engine gave up registering after ipyparallel's 5 s: with the controller stalled
+    for 8 s no engine came up (0 of 2 in 90 s, seen once in CI). Now they wait."""
+    parent = f"stall-{os.getpid()}"
+    monkeypatch.setenv(RUN_ID_ENV, parent)
+    stalled: list = []
+    staller = threading.Thread(target=_stall_controller_once_the_engines_start,
+                               args=(parent, 8.0, stalled), daemon=True)
+    staller.start()
+    try:
+        engines = MPIEngines(2, timeout=60)
+        try:
+            assert [h["rank"] for h in engines.run(mpi_hello, timeout=30)] == [0, 1]
+        finally:
+            engines.stop()
+        staller.join(timeout=30)
+        # the controller and the schedulers it forked
+        assert stalled and stalled[0] >= 1, "nothing was stalled: the test tested nothing"
+    finally:
+        for pid in _tagged(parent, ""):
+            os.kill(pid, signal.SIGCONT)
+        kill_tagged(parent)
+
+
+def test_engines_that_die_at_start_fail_at_once_with_their_output():
+    """mpiexec ends when its engines die: say so with their output, not after the timeout."""
+    start = time.perf_counter()
+    with pytest.raises(MPIUnavailable, match=r"(?s)mpiexec exited with 0 of 2 engines.*"
+                                             r"(PYTHONHOME|encodings|Fatal Python error)"):
+        MPIEngines(2, timeout=90, mpi_args=["-genv", "PYTHONHOME", "/nonexistent"])
+    assert time.perf_counter() - start < 45
 
 
 def _left(run_id: str, seconds: float = 15.0) -> int:
