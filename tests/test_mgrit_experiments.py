@@ -333,6 +333,9 @@ def test_plots_of_figs_5_10_to_5_13():
     assert list(serial.get_xdata()) == [2.0, 4.0, 6.0]  # epochs × the serial step
     assert list(serial.get_ydata()) == pytest.approx([0.5, 0.7, 0.81])
     assert "model, 32 rank(s)" in lp.get_label() and ax.get_xlim() == (0.0, 100.0)
+    # the legend says how many seeds each mean has (the synthetic serial network has two)
+    assert serial.get_label() == "serial, α = 0 (1 process, 2 seeds)"
+    assert lp.get_label() == "3 levels, cf 4, α = 2.5 (model, 32 rank(s), 1 seed)"
     # 2 ranks were measured: the time axis is the measured 2-rank step
     ax = mx.plot_accuracy_vs_time(records, timing, {(3, 4): 2.5}, layers=64, ranks=2)
     assert "measured, 2 rank(s)" in ax.get_lines()[1].get_label()

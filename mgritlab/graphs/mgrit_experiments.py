@@ -998,14 +998,14 @@ def plot_coarse_only(records: list[dict], best: dict, metric: str = "test_acc", 
 def plot_accuracy_vs_time(records: list[dict], timing: list[dict] | None, best: dict, *,
                           layers: int, ranks: int = 1, metric: str = "test_acc",
                           until: float | None = None, x: str = "time", ax=None):
-    """Figs. 5.11–5.13: ``metric`` (mean over seeds) of the serial network and each (levels,
-    cf) of ``best`` at its α, against the training time — epoch × the seconds per step of
-    :func:`wall_time_table`: measured where ``timing`` has ``ranks`` (1 process, 2 ranks),
-    else the critical-path model's (32, 64 ranks); the serial network on one process — or,
-    with ``x='epoch'``, against the epoch (``timing`` not needed). ``until`` cuts the time
-    axis (fig. 5.13: the same training time for every curve); at 256 layers the thesis's
-    150-epoch times (fig. 5.12: ≈ 2000 s for 3 levels, cf 4 on 64 processes, ≈ 7000 s
-    serial) are marked."""
+    """Figs. 5.11–5.13: ``metric`` (mean over seeds; the legend says how many) of the serial
+    network and each (levels, cf) of ``best`` at its α, against the training time — epoch ×
+    the seconds per step of :func:`wall_time_table`: measured where ``timing`` has ``ranks``
+    (1 process, 2 ranks), else the critical-path model's (32, 64 ranks); the serial network
+    on one process — or, with ``x='epoch'``, against the epoch (``timing`` not needed).
+    ``until`` cuts the time axis (fig. 5.13: the same training time for every curve); at 256
+    layers the thesis's 150-epoch times (fig. 5.12: ≈ 2000 s for 3 levels, cf 4 on 64
+    processes, ≈ 7000 s serial) are marked."""
     import matplotlib.pyplot as plt
 
     if x not in ("time", "epoch"):
@@ -1021,17 +1021,19 @@ def plot_accuracy_vs_time(records: list[dict], timing: list[dict] | None, best: 
     for row in rows:
         if row["cf"] is None:
             rs = [r for r in records if r["experiment"] == "serial" and r["layers"] == layers]
-            style, label = "k-", "serial, α = 0" + (" (1 process)" if x == "time" else "")
+            style, label, notes = "k-", "serial, α = 0", ["1 process"] if x == "time" else []
         else:
             rs = [r for r in records if r["experiment"] == "alpha" and r["layers"] == layers
                   and (r["levels"], r["cf"], r["alpha"]) == (row["levels"], row["cf"],
                                                               row["alpha"])]
             style = "-"
             label = f"{row['config']}, α = {row['alpha']:g}"
-            if x == "time":
-                label += f" ({'model' if row['modelled'] else 'measured'}, {ranks} rank(s))"
+            notes = ([f"{'model' if row['modelled'] else 'measured'}, {ranks} rank(s)"]
+                     if x == "time" else [])
         if not rs:
             continue
+        # curves of one seed beside curves of three: say so
+        label += f" ({', '.join([*notes, f'{len(rs)} seed' + 's' * (len(rs) > 1)])})"
         y = _mean_curve(rs, metric)
         ax.plot(np.arange(1, len(y) + 1) * row["step_P"], y, style, label=label,
                 marker="o" if len(y) < 3 else None)  # a short run is still seen
