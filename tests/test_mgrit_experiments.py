@@ -311,6 +311,11 @@ def test_wall_time_table_uses_the_measured_steps_and_the_model_elsewhere():
                                       (pytest.approx(1.5), pytest.approx(7.0 / 3.0)))
     text = mx.format_wall_time([lp], layers=64, ranks=2)
     assert "1.71 [1.50, 2.33]" in text
+    # a hierarchy timed but not yet trained: its accuracy is '-' with 0 seeds, not nan
+    untrained = [r for r in records if r["experiment"] != "alpha"]
+    lp = mx.wall_time_table(untrained, timing, best, layers=64, ranks=2)[1]
+    last = mx.format_wall_time([lp], layers=64, ranks=2).splitlines()[-1]
+    assert lp["seeds"] == 0 and "nan" not in last and last.split()[-2:] == ["-", "0"]
 
 
 def test_wall_time_table_says_what_is_missing():

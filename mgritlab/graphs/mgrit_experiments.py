@@ -497,10 +497,11 @@ def format_wall_time(rows: list[dict], *, layers: int, ranks: int,
              f"{'test %':>6} {'seeds':>5}"]
     for r in rows:
         p = f"{r['step_P']:.3f}" + ("m" if r["modelled"] else " ")
+        acc = "-" if not r["seeds"] else f"{100 * r['test_acc']:.2f}"  # no run kept yet
         lines.append(f"{r['config']:<18} {r['alpha']:>4g} {s(r['step_1']):>7} "
                      f"{s(r['step_2']):>7} {x2(r.get('two_rank_speedup')):>17} {p:>9} "
                      f"{r['time_to_epochs']:>11.0f} {r['speedup']:>7.2f} "
-                     f"{100 * r['test_acc']:>6.2f} {r['seeds']:>5}")
+                     f"{acc:>6} {r['seeds']:>5}")
     return "\n".join(lines)
 
 
