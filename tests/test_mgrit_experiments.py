@@ -208,11 +208,11 @@ def test_the_main_readme_headline_is_the_kept_results():
         pytest.skip("no kept MGRIT results yet")
     readme = " ".join((root / "README.md").read_text().split())
     # the sweep's depth only: a 256-layer run at another α (kept beside the protocol's) must
-    # not compete for the best α (best_alpha ranks the rows of every depth it is given)
-    best = mx.best_alpha([r for r in recs if r["layers"] == 64])
+    # not compete for the best α
+    best = mx.best_alpha(mx.sweep_runs(recs))
     rows = {(r["levels"], r["cf"], r["alpha"]): r
-            for r in mx.aggregate([r for r in mx.ended(recs) if r["layers"] == 64
-                                   and r["experiment"] in ("serial", "alpha")])}
+            for r in mx.aggregate([r for r in mx.sweep_runs(mx.ended(recs))
+                                   if r["experiment"] in ("serial", "alpha")])}
     serial = rows[(1, None, 0.0)]["test_mean"]
     pct = [100 * rows[(*k, a)]["test_mean"] / serial for k, a in best.items()]
     assert f"{min(pct):.1f}–{max(pct):.1f} % of the serial" in readme, (
@@ -692,13 +692,13 @@ def test_kept_forward_errors_are_what_the_cli_computes(cora):
     rows = mx.load_forward_error(kept)
     if not rows:
         pytest.skip("no kept forward-error rows yet")
-    best = mx.best_alpha([r for r in mx.load(kept) if r["layers"] == 64])
+    best = mx.best_alpha(mx.sweep_runs(mx.load(kept)))
     plan = {(lv, cf, a, w, s, m) for (lv, cf), al in best.items()
             for a, w in ((al, "all"), (al, "coarse"), (0.0, "-")) for s in (0, 1, 2)
             for m in ("eval", "train")}
     assert {(r["levels"], r["cf"], r["alpha"], r["where"], r["seed"], r["mode"])
             for r in rows} == plan and len(rows) == len(plan)
-    assert all(len(r["error"]) == mx.FORWARD_ERROR_ITERATIONS and r["layers"] == 64
+    assert all(len(r["error"]) == mx.FORWARD_ERROR_ITERATIONS and r["layers"] == mx.SWEEP_LAYERS
                for r in rows)
     lv, cf = 2, 4
     again = mx.forward_error(mx.lp_config(lv, cf, best[(lv, cf)], coarse_only=True),

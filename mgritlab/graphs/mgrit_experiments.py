@@ -45,6 +45,7 @@ HIERARCHIES = ((2, 2), (2, 4), (3, 2), (3, 4))  # (levels, cf)
 ALPHAS = (0.0, 0.1, 1.0, 2.5, 5.0, 10.0)
 THESIS_BEST_ALPHA = {(2, 2): 1.0, (2, 4): 2.5, (3, 2): 2.5, (3, 4): 5.0}  # figs. 5.6–5.9
 EPOCHS = 150  # §5.3
+SWEEP_LAYERS = 64  # the depth of the α sweep (figs. 5.6–5.10), where the best α is chosen
 # fig. 5.12's caption: 256 layers, 3 levels, cf 4, 64 processes, 150 epochs
 THESIS_256 = dict(layers=256, levels=3, cf=4, ranks=64, serial_s=7000.0, parallel_s=2000.0)
 
@@ -540,7 +541,7 @@ def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = 64, dataset: str = "C
 def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> str:
     """:func:`stable_alpha` as a markdown table, beside the best α of the finished sweep in
     ``records`` (:func:`best_alpha`, with the seeds it rests on) and the thesis's."""
-    runs = [r for r in ended(records or []) if r["layers"] == 64]  # the sweep's depth
+    runs = sweep_runs(ended(records or []))
     best = best_alpha(runs)
     lines = ["| levels | cf | ρ eval | ρ train | α per level (train) | α needed (train) | "
              "sweep's best α (seeds) | thesis best α |",
@@ -770,8 +771,7 @@ def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
              f"{done} of {planned}, α on the coarse levels "
              f"only (fig. 5.10) {count('coarse_only')} of {len(HIERARCHIES) * n}"
              + (f"; {partial} partial run(s) left out" if partial else "")]
-    # the α sweep is at 64 layers; the 256-layer runs at its best α must not count
-    sweep = [r for r in runs if r["layers"] == 64]
+    sweep = sweep_runs(runs)  # the 256-layer runs at its best α must not count
     best = best_alpha(sweep)
     for key, thesis in THESIS_BEST_ALPHA.items():
         a = best.get(key)
@@ -833,6 +833,12 @@ def ended(records: list[dict]) -> list[dict]:
     """The runs of ``records`` that reached their last epoch or stopped diverged (a partial
     run's best validation accuracy so far is no measure of its configuration)."""
     return [r for r in records if r["finished"] or r["diverged"]]
+
+
+def sweep_runs(records: list[dict]) -> list[dict]:
+    """The runs of ``records`` at the α sweep's depth (:data:`SWEEP_LAYERS`): give these to
+    :func:`best_alpha`, which ranks the rows of every depth it is given."""
+    return [r for r in records if r["layers"] == SWEEP_LAYERS]
 
 
 def _alpha_seeds(records: list[dict], key: tuple, alpha: float) -> int:
@@ -919,7 +925,7 @@ def write_figures(out_dir) -> list[Path]:
         plt.close(fig)
         written.append(out_dir / name)
 
-    if any(r["experiment"] == "alpha" and r["layers"] == 64 for r in records):
+    if any(r["experiment"] == "alpha" for r in sweep_runs(records)):
         save(plot_alpha_sweep(records), "alpha_sweep.png")
     coarse = {(r["levels"], r["cf"]): r["alpha"] for r in records
               if r["experiment"] == "coarse_only"}
@@ -1044,7 +1050,7 @@ def plot_accuracy_vs_time(records: list[dict], timing: list[dict] | None, best: 
             ax.axvline(THESIS_256[key], color="gray", ls=":", lw=1)
             ax.annotate(text, (THESIS_256[key], 0.02), xycoords=("data", "axes fraction"),
                         rotation=90, fontsize=6, color="gray")
-        # the thesis's times are 3-10x this machine's model: a linear axis squeezes our
+        # the thesis's times are 10-25x this machine's: a linear axis squeezes our
         # curves into its first tenth
         ax.set_xscale("log")
     if until is not None:
