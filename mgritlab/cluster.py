@@ -81,28 +81,41 @@ def new_run_id() -> str:
     return f"{parent}/{child}" if parent else child
 
 
-def kill_tagged(run_id: str, sig: int = signal.SIGKILL) -> int:
-    """Kill every process whose environment carries ``MGRITLAB_RUN_ID=run_id`` or a run id
-    nested under it (Linux; elsewhere a no-op). Returns how many were signalled."""
+def tagged_pids(run_id: str) -> list[int]:
+    """Pids of the processes (this one left out) whose environment carries
+    ``MGRITLAB_RUN_ID=run_id`` or a run id nested under it (Linux; elsewhere none)."""
     key = f"{RUN_ID_ENV}=".encode()
     want = run_id.encode()
-    killed = 0
     proc = Path("/proc")
     if not proc.is_dir():
-        return 0
+        return []
+    pids = []
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            for var in (entry / "environ").read_bytes().split(b"\0"):
-                if var.startswith(key):
-                    value = var[len(key):]
-                    if value == want or value.startswith(want + b"/"):
-                        os.kill(int(entry.name), sig)
-                        killed += 1
-                    break
-        except (OSError, PermissionError):
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours to read
             continue
+        for var in environ:
+            if var.startswith(key):
+                value = var[len(key):]
+                if value == want or value.startswith(want + b"/"):
+                    pids.append(int(entry.name))
+                break
+    return pids
+
+
+def kill_tagged(run_id: str, sig: int = signal.SIGKILL) -> int:
+    """Send ``sig`` to every process of :func:`tagged_pids` (``sig=0`` only counts them).
+    Returns how many were signalled."""
+    killed = 0
+    for pid in tagged_pids(run_id):
+        try:
+            os.kill(pid, sig)
+        except OSError:  # it ended meanwhile
+            continue
+        killed += 1
     return killed
 
 

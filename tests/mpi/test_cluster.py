@@ -17,6 +17,7 @@ from mgritlab.cluster import (
     MPIUnavailable,
     kill_tagged,
     mpi_hello,
+    tagged_pids,
 )
 from mgritlab.tasks import mgrit_run
 
@@ -40,20 +41,15 @@ def test_engines_start_allreduce_and_stop_cleanly():
 
 
 def _tagged(run_id: str, word: str) -> list[int]:
-    """Pids of the processes tagged ``run_id`` (or nested under it) whose command line
-    contains ``word``."""
+    """Pids of :func:`tagged_pids` whose command line contains ``word``."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in tagged_pids(run_id):
         try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        tag = f"{RUN_ID_ENV}={run_id}".encode()
-        if any(v == tag or v.startswith(tag + b"/") for v in env) and word in cmd:
-            found.append(int(entry.name))
+        if word in cmd:
+            found.append(pid)
     return found
 
 
