@@ -9,6 +9,10 @@ y_{n+1} = R(z) y_n with z = hλ. The scheme is stable when |R(z)| ≤ 1:
 * IMEX Euler with a shared diagonal α, i.e. y' = (λ + α) y − α y with −α y implicit
   (thesis eq. 4.9, Theorem 4.2.1): R = (1 + hλ + hα) / (1 + hα), the magnification factor.
   For λ = x + iy with x < 0 it is stable iff  α ≥ |λ|² / (−2x) − 1/h  (eq. 4.10).
+
+:func:`two_level_bounds` turns a fine and a coarse factor into the two-level MGRIT bound of
+Dobrev et al. (2017, Theorems 3.3–3.4; lesson 03): stability of each level is not enough, the
+coarse step must also be close to m fine ones.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 __all__ = ["R_forward_euler", "R_backward_euler", "R_imex", "amplification",
-           "stability_region", "stable_step", "min_alpha"]
+           "stability_region", "stable_step", "min_alpha", "two_level_bounds"]
 
 
 def R_forward_euler(z):
@@ -138,3 +142,37 @@ def min_alpha(eigenvalues, h: float) -> float:
         return 0.0
     need = np.abs(lam) ** 2 / (-2 * lam.real) - 1.0 / h
     return float(max(0.0, need.max()))
+
+
+def two_level_bounds(phi, phi_c, m: int, n_c: int) -> tuple[float, float]:
+    """Bounds on the two-level MGRIT error propagators for a linear problem whose fine and
+    coarse steps share eigenvectors, with fine factors φ_ω and coarse factors φ_c,ω
+    (Dobrev, Kolev, Petersson, Schroder 2017, Theorems 3.3 and 3.4; lesson 03):
+
+        ‖E_F‖   ≤ max_ω |φ_ω^m − φ_c,ω| (1 − |φ_c,ω|^N_c) / (1 − |φ_c,ω|),
+        ‖E_FCF‖ ≤ max_ω |φ_ω|^m |φ_ω^m − φ_c,ω| (1 − |φ_c,ω|^(N_c−1)) / (1 − |φ_c,ω|),
+
+    m = cf, N_c = N/m coarse steps; the geometric sum is N_c (N_c − 1) at |φ_c| = 1. Below 1,
+    the two-level iteration contracts in every iteration; above 1 the bound promises nothing
+    (it is not a proof of divergence). Returns (F bound, FCF bound).
+    """
+    phi = np.atleast_1d(np.asarray(phi, dtype=complex)).ravel()
+    phi_c = np.atleast_1d(np.asarray(phi_c, dtype=complex)).ravel()
+    if phi.size == 0 or phi.shape != phi_c.shape:
+        raise ValueError(f"phi and phi_c need one factor per eigenvalue, the same number of "
+                         f"each (got {phi.size} and {phi_c.size})")
+    if not (np.all(np.isfinite(phi)) and np.all(np.isfinite(phi_c))):
+        raise ValueError("phi and phi_c must be finite")
+    if int(m) != m or m < 2 or int(n_c) != n_c or n_c < 2:
+        raise ValueError(f"need an integer coarsening factor m >= 2 and n_c >= 2 coarse "
+                         f"steps, got m={m}, n_c={n_c}")
+    m, n_c = int(m), int(n_c)
+    a = np.abs(phi_c)
+
+    def geometric(n):  # (1 − a^n)/(1 − a), = n at a = 1
+        one = np.isclose(a, 1.0, rtol=0.0, atol=1e-12)
+        return np.where(one, n, (1 - a ** n) / np.where(one, 1.0, 1 - a))
+
+    gap = np.abs(phi ** m - phi_c)
+    return (float(np.max(gap * geometric(n_c))),
+            float(np.max(np.abs(phi) ** m * gap * geometric(n_c - 1))))

@@ -12,6 +12,7 @@ from mgritlab.stability import (
     min_alpha,
     stability_region,
     stable_step,
+    two_level_bounds,
 )
 
 Z = np.array([-2.5, -1.0 + 0.5j, 0.3j, -0.1 - 2j, 0.2])
@@ -106,3 +107,65 @@ def test_roundoff_zero_eigenvalues_are_zero():
     lam = np.array([4e-17, -1.0, -4.0])
     assert stable_step(lam, "forward_euler") == pytest.approx(0.5)
     assert min_alpha(lam, 1.0) == pytest.approx(1.0)
+
+
+def _two_level_norms(phi, phi_c, m, n_c):
+    """‖E_F‖₂ and ‖E_FCF‖₂ of one mode, from the C-point matrices (an independent oracle):
+    A (Schur complement) has 1 and −φ^m below the diagonal, B (coarse) 1 and −φ_c;
+    E_F = I − B⁻¹A, and FCF adds one CF sweep, E_FCF = E_F (I − A)."""
+    shift = np.eye(n_c, k=-1)
+    A = np.eye(n_c) - phi ** m * shift
+    B = np.eye(n_c) - phi_c * shift
+    e_f = np.eye(n_c) - np.linalg.solve(B, A)
+    return np.linalg.norm(e_f, 2), np.linalg.norm(e_f @ (np.eye(n_c) - A), 2)
+
+
+@pytest.mark.parametrize("lam, h, alpha, m", [
+    (-0.5, 0.2, 2.5, 4), (-0.26, 0.8, 2.5, 4), (-0.3 + 1j, 0.125, 1.0, 4), (-3.0, 0.1, 1.0, 2)])
+def test_two_level_bounds_hold_and_are_sharp_for_many_stable_coarse_steps(lam, h, alpha, m):
+    for phi, phi_c in ((R_imex(h * lam, h * alpha), R_imex(m * h * lam, m * h * alpha)),
+                       (R_backward_euler(h * lam), R_backward_euler(m * h * lam))):
+        assert abs(phi_c) < 1
+        for n_c in (4, 16, 256):
+            bounds = two_level_bounds(phi, phi_c, m, n_c)
+            norms = _two_level_norms(phi, phi_c, m, n_c)
+            assert all(norm <= bound * (1 + 1e-12) for norm, bound in zip(norms, bounds))
+        # the norms tend to the bounds as N_c grows (Dobrev et al.: sharp up to O(1/N_c))
+        assert all(norm >= 0.95 * bound for norm, bound in zip(norms, bounds))
+
+
+def test_two_level_bounds_take_the_worst_mode_and_count_steps_at_unit_modulus():
+    phi = np.array([0.9, 0.5, 1.0])
+    phi_c = np.array([0.7, 0.2, 1.0])
+    one = [two_level_bounds(p, c, 2, 8) for p, c in zip(phi, phi_c)]
+    assert two_level_bounds(phi, phi_c, 2, 8) == tuple(max(b[i] for b in one) for i in (0, 1))
+    # |φ_c| = 1: the geometric sums are N_c and N_c − 1 terms of 1
+    assert two_level_bounds(0.5, 1.0, 2, 8) == pytest.approx((0.75 * 8, 0.25 * 0.75 * 7))
+    assert two_level_bounds(1.0, 1.0, 4, 8) == (0.0, 0.0)  # the coarse step is exact
+
+
+def test_the_two_level_bound_holds_for_the_solver_on_dahlquist():
+    from mgritlab.mgrit import solve
+    from mgritlab.problems import Dahlquist
+
+    lam, n, m = -0.1 + 2j, 64, 4
+    p = Dahlquist(lam, tf=8.0)
+    h = 8.0 / n
+    bound_f, bound_fcf = two_level_bounds(R_backward_euler(h * lam),
+                                          R_backward_euler(m * h * lam), m, n // m)
+    for relax, bound in (("F", bound_f), ("FCF", bound_fcf)):
+        res = solve(p, p.u0, p.grid(n + 1), max_levels=2, cf=m, relax=relax, tol=1e-13,
+                    max_iter=40)
+        assert 0.3 * bound < max(res.conv_factors[:6]) <= bound * 1.05
+
+
+@pytest.mark.parametrize("args, words", [
+    (([0.5, 0.4], [0.1], 2, 8), "the same number"),
+    (([], [], 2, 8), "the same number"),
+    (([np.nan], [0.1], 2, 8), "finite"),
+    (([0.5], [0.1], 1, 8), "m >= 2"),
+    (([0.5], [0.1], 2, 1), "n_c >= 2"),
+    (([0.5], [0.1], 2.5, 8), "integer")])
+def test_two_level_bounds_reject_bad_input(args, words):
+    with pytest.raises(ValueError, match=words):
+        two_level_bounds(*args)
