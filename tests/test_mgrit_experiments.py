@@ -465,7 +465,9 @@ def test_update_readme_rewrites_the_computed_blocks_from_the_finished_runs(stabl
     table = mx.format_table(mx.ended(mx.load(tmp_path)))
     stale = (want.replace(table, "\n".join(table.split("\n")[:-1]))
              .replace("at 64 layers: serial 3 of 3", "at 64 layers: serial 1 of 3")
-             .replace("| 2 | 2 | 0.502 |", "| 2 | 2 | 0.111 |"))
+             .replace("| 2 | 2 | 0.502 |", "| 2 | 2 | 0.111 |")
+             .replace("| 256 | 0.2 | 3 | 4 | 1→2 (FCF) | 16 |",
+                      "| 256 | 0.2 | 3 | 4 | 1→2 (FCF) | 99 |"))
     assert stale != want
     readme.write_text(stale)
     mx.update_readme(tmp_path, stable_rows=stable_rows)
@@ -475,6 +477,32 @@ def test_update_readme_rewrites_the_computed_blocks_from_the_finished_runs(stabl
     with pytest.raises(ValueError, match="0 fenced blocks begin with 'experiment"):
         mx.update_readme(tmp_path, stable_rows=stable_rows)
     assert readme.read_text() == want.replace(table, "the table was here")
+
+
+def test_pair_bounds_take_each_level_pair_s_steps_and_relaxation():
+    from mgritlab.stability import R_imex, two_level_bounds
+
+    rows = mx.pair_bounds({"eval": 0.5, "train": 3.3}, hierarchies=((2, 2), (3, 4)),
+                          alphas=(1.0, 2.5), points=401)
+    # 64 layers: (2,2) one pair, (3,4) two; 256 layers the same: 6 pairs × 2 α × 2 modes
+    assert len(rows) == 24
+    r = next(r for r in rows if (r["layers"], r["levels"], r["cf"], r["pair"], r["alpha"],
+                                 r["mode"]) == (256, 3, 4, 2, 2.5, "eval"))
+    # level 1 of 256 layers steps 4 h = 0.8, level 2 takes 256/16 = 16 steps of 3.2, FCF
+    assert (r["h"], r["n_c"], r["relax"]) == (0.2, 16, "FCF")
+    lam = -np.linspace(0.0, 0.5, 401)
+    assert r["bound"] == two_level_bounds(R_imex(0.8 * lam, 0.8 * 2.5),
+                                          R_imex(3.2 * lam, 3.2 * 2.5), 4, 16)[1]
+    fine = next(r for r in rows if (r["layers"], r["levels"], r["cf"], r["pair"], r["alpha"],
+                                    r["mode"]) == (64, 2, 2, 1, 1.0, "train"))
+    assert (fine["h"], fine["n_c"], fine["relax"]) == (0.8, 32, "F")
+    lam = -np.linspace(0.0, 3.3, 401)
+    assert fine["bound"] == two_level_bounds(R_imex(0.8 * lam, 0.8), R_imex(1.6 * lam, 1.6),
+                                             2, 32)[0]
+    text = mx.format_pair_bounds(rows)
+    assert text.count("\n") == 1 + 6 and "| α = 1 | α = 2.5 |" in text
+    assert "| 256 | 0.2 | 3 | 4 | 1→2 (FCF) | 16 | " in text
+    assert f"{r['bound']:.2f} / " in text.split("1→2 (FCF) | 16 |")[1].split("\n")[0]
 
 
 def test_format_stable_alpha_names_the_sweep_s_best_alpha_and_its_seeds():

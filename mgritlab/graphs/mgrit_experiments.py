@@ -18,7 +18,9 @@ authors' settings). The experiments:
   (:func:`wall_time_table`, :func:`plot_accuracy_vs_time`; :func:`plot_coarse_only` draws
   fig. 5.10).
 * :func:`stable_alpha` — the analysis the thesis left open (§6.2): the smallest α per level
-  from the linearised layer's spectrum, to set beside the best α of the sweep.
+  from the linearised layer's spectrum, to set beside the best α of the sweep;
+  :func:`pair_bounds` — the two-level MGRIT bound of each level pair for the same spectrum,
+  at 64 and 256 layers (a stable level is not yet a convergent hierarchy).
 * :func:`forward_error_sweep` — fig. 5.10's open question (would more MGRIT iterations help
   α on the coarse levels only?): the error of the layer-parallel forward after k iterations
   against the exact one, for the initial networks.
@@ -557,6 +559,70 @@ def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> 
     return "\n".join(lines)
 
 
+PAIR_BOUND_ALPHAS = (0.5, 1.0, 2.5, 5.0, 10.0)
+PAIR_BOUND_DEPTHS = (64, 256)
+
+
+def pair_bounds(rho: dict, hierarchies=HIERARCHIES, alphas=PAIR_BOUND_ALPHAS,
+                depths=PAIR_BOUND_DEPTHS, *, dataset: str = "Cora",
+                points: int = 2001) -> list[dict]:
+    """The two-level bound (:func:`mgritlab.stability.two_level_bounds`, Dobrev et al. 2017)
+    of each level pair ℓ−1 → ℓ of every hierarchy, for the linearised layer with eigenvalues
+    on [−ρ, 0] and a shared α on all levels. In evaluation mode they are real: ∂r/∂f =
+    (K⊗G)ᵀ S (K⊗G) with S = diag(σ') ≥ 0. A dropout mask between K and G breaks that
+    symmetry; the training-mode rows assume real eigenvalues as :func:`stable_alpha` does.
+
+    On level ℓ−1 the step is h_ℓ−1 = cf^(ℓ−1)·h (h from :func:`~mgritlab.graphs.train.preset`
+    at each depth) with the factor R = 1 + h_ℓ−1 λ/(1 + h_ℓ−1 α) of the IMEX step f − h M r(f)
+    (``stability.R_imex``), and level ℓ takes N/cf^ℓ steps of cf·h_ℓ−1. The fine level relaxes
+    with F, the coarser ones with FCF, so pair 1 gets the F bound and the others the FCF bound.
+    The pairs are bounded one at a time (each with an exact solve below it): a reading of the
+    hierarchy, not a bound on it. ``rho``: {'eval': ρ, 'train': ρ} (:func:`stable_alpha`).
+    One record per (layers, levels, cf, pair, α, mode)."""
+    from ..stability import R_imex, two_level_bounds
+    from .train import preset
+
+    out = []
+    for layers in depths:
+        h = preset(dataset, layers).h
+        for levels, cf in hierarchies:
+            for lv in range(1, levels):
+                h_f, n_c = cf ** (lv - 1) * h, layers // cf ** lv
+                for mode, r in rho.items():
+                    lam = -np.linspace(0.0, float(r), points)
+                    for a in alphas:
+                        b = two_level_bounds(R_imex(h_f * lam, h_f * a),
+                                             R_imex(cf * h_f * lam, cf * h_f * a), cf, n_c)
+                        out.append(dict(layers=layers, h=h, levels=levels, cf=cf, pair=lv,
+                                        relax="F" if lv == 1 else "FCF", n_c=n_c, alpha=a,
+                                        mode=mode, rho=float(r),
+                                        bound=b[0] if lv == 1 else b[1]))
+    return out
+
+
+def format_pair_bounds(rows: list[dict]) -> str:
+    """:func:`pair_bounds` as a markdown table: one row per (layers, hierarchy, pair), one
+    column per α, each cell 'evaluation mode / training mode' (above 100: '>100')."""
+    alphas = sorted({r["alpha"] for r in rows})
+    cell = {(r["layers"], r["levels"], r["cf"], r["pair"], r["alpha"], r["mode"]): r
+            for r in rows}
+    keys = sorted({(r["layers"], r["levels"], r["cf"], r["pair"]) for r in rows})
+
+    def num(b):
+        return ">100" if b > 100 else f"{b:.2f}"
+
+    lines = ["| layers | h | levels | cf | pair (relaxation) | N_c | "
+             + " | ".join(f"α = {a:g}" for a in alphas) + " |",
+             "|---:|---:|---:|---:|---|---:|" + "---:|" * len(alphas)]
+    for L, lv, cf, pair in keys:
+        first = cell[(L, lv, cf, pair, alphas[0], "eval")]
+        vals = [f"{num(cell[(L, lv, cf, pair, a, 'eval')]['bound'])} / "
+                f"{num(cell[(L, lv, cf, pair, a, 'train')]['bound'])}" for a in alphas]
+        lines.append(f"| {L} | {first['h']:g} | {lv} | {cf} | {pair - 1}→{pair} "
+                     f"({first['relax']}) | {first['n_c']} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
 # -- fig. 5.10: do more MGRIT iterations help? -----------------------------------------------
 FORWARD_ERROR_FILE = "mgrit_forward_error.json"
 FORWARD_ERROR_ITERATIONS = 8
@@ -794,7 +860,7 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
     the fenced blocks :func:`report` prints (status, table, forward-error and wall-time
     tables; a block is found by the start of its first line) and, where the README has it,
     the table of :func:`format_stable_alpha` (from ``stable_rows``, else
-    :func:`stable_alpha` on ``graph``).
+    :func:`stable_alpha` on ``graph``) and the table of :func:`format_pair_bounds` for its ρ.
     The prose around them is left as it is. Raises ValueError, changing nothing, where a
     block is missing or repeated."""
     import re
@@ -824,6 +890,13 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
         end = text.find("\n\n", start)
         end = len(text) if end < 0 else end
         text = text[:start] + format_stable_alpha(rows, runs).rstrip("\n") + text[end:]
+        head = "| layers | h | levels | cf | pair (relaxation) |"
+        if head in text:
+            start = text.index(head)
+            end = text.find("\n\n", start)
+            end = len(text) if end < 0 else end
+            rho = {"eval": rows[0]["rho_eval"], "train": rows[0]["rho_train"]}
+            text = text[:start] + format_pair_bounds(pair_bounds(rho)) + text[end:]
     if text != old:
         path.write_text(text)
     return path
