@@ -40,15 +40,15 @@ def test_engines_start_allreduce_and_stop_cleanly():
     assert kill_tagged(engines.run_id) == 0  # nothing left behind
 
 
-def _tagged(run_id: str, word: str) -> list[int]:
-    """Pids of :func:`tagged_pids` whose command line contains ``word``."""
+def _tagged(run_id: str, *words: str) -> list[int]:
+    """Pids of :func:`tagged_pids` whose command line contains every one of ``words``."""
     found = []
     for pid in tagged_pids(run_id):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if word in cmd:
+        if all(w in cmd for w in words):
             found.append(pid)
     return found
 
@@ -58,7 +58,10 @@ def _stall_controller_once_the_engines_start(run_id: str, seconds: float, done: 
     engines: they ask it to register while it cannot answer — a loaded machine's slow
     controller, on demand."""
     end = time.monotonic() + 60
-    while time.monotonic() < end and not _tagged(run_id, "mpiexec"):
+    # the mpiexec that starts the engines: `mpiexec --version` (mpiexec_flags), run before
+    # the controller, carries the tag too, and on a loaded machine lives long enough to be
+    # caught — then no controller was there yet to stall (seen once in CI)
+    while time.monotonic() < end and not _tagged(run_id, "mpiexec", "ipyparallel.engine"):
         time.sleep(0.02)
     controllers = _tagged(run_id, "ipyparallel.controller") or _tagged(run_id, "ipcontroller")
     for pid in controllers:
@@ -89,7 +92,7 @@ def test_engines_come_up_when_the_controller_answers_late(monkeypatch):
         # the controller and the schedulers it forked
         assert stalled and stalled[0] >= 1, "nothing was stalled: the test tested nothing"
     finally:
-        for pid in _tagged(parent, ""):
+        for pid in _tagged(parent):
             os.kill(pid, signal.SIGCONT)
         kill_tagged(parent)
 
