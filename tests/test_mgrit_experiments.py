@@ -505,6 +505,19 @@ def test_pair_bounds_take_each_level_pair_s_steps_and_relaxation():
     assert f"{r['bound']:.2f} / " in text.split("1→2 (FCF) | 16 |")[1].split("\n")[0]
 
 
+def test_forward_ratio_and_the_depths_with_more_than_one_alpha():
+    assert mx.forward_ratio([[2.0, 1.0], [4.0, 5.0], [3.0], [0.0, 0.0]])[:2] == [0.5, 1.25]
+    assert all(np.isnan(q) for q in mx.forward_ratio([[3.0], [0.0, 0.0]]))
+    assert mx.forward_ratio(None) is None and mx.forward_ratio([]) is None
+    recs = [_rec("alpha", 256, 3, 4, a, 0.8, [0.8]) for a in (1.0, 2.5)]
+    recs += [_rec("alpha", 256, 2, 2, 1.0, 0.8, [0.8]),  # one α: nothing to compare
+             _rec("alpha", 64, 2, 2, 1.0, 0.8, [0.8]), _rec("alpha", 64, 2, 2, 5.0, 0.8, [0.8]),
+             _rec("alpha", 256, 2, 4, 1.0, 0.8, [0.8]),
+             _rec("alpha", 256, 2, 4, 5.0, 0.8, [0.8]) | {"finished": False}]
+    # the sweep's depth has its own figure; a partial run does not count
+    assert mx.depth_alpha_keys(recs) == [(256, 3, 4)]
+
+
 def test_format_stable_alpha_names_the_sweep_s_best_alpha_and_its_seeds():
     rows = [{"levels": 2, "cf": 4, "rho_eval": 0.5, "rho_train": 3.3,
              "alpha_train_per_level": {1: 1.35}, "alpha_train": 1.35}]
@@ -542,6 +555,13 @@ def test_report_writes_the_figures_of_what_out_holds(cora, tmp_path, capsys):
     tiny = dict(TINY, layers=16, h=0.5)  # coarse steps of 1: stable, no warning
     mx.alpha_sweep(hierarchies=((2, 2),), alphas=(1.0,), graph=cora, out_dir=tmp_path, **tiny)
     assert mx.write_figures(tmp_path) == []  # figs. 5.6-5.9 are of 64 layers
+    # a second α at this depth (not the sweep's): the two side by side, with the forward's
+    # residual ratio per epoch
+    mx.alpha_sweep(hierarchies=((2, 2),), alphas=(0.5,), graph=cora, out_dir=tmp_path, **tiny)
+    assert mx.write_figures(tmp_path) == [tmp_path / "alpha_16_2x2.png"]
+    recs = mx.load(tmp_path)
+    assert all(len(r["forward_ratio"]) == r["epochs_run"] and 0 < r["forward_ratio"][0] < 1
+               for r in recs)
     mx.coarse_only_sweep({(2, 2): 1.0}, graph=cora, out_dir=tmp_path, **tiny)
     mx.serial_reference(graph=cora, out_dir=tmp_path,
                         **{k: v for k, v in tiny.items() if k != "h"})

@@ -119,7 +119,17 @@ def record(r: dict, experiment: str = "") -> dict:
         "val_acc": c["val_acc"], "test_acc": c["test_acc"],
         "test_acc_serial": c.get("test_acc_serial", c["test_acc"]),
         "train_loss": c["train_loss"], "seconds": c["seconds"],
+        "forward_ratio": forward_ratio(c.get("residuals_forward")),
     }
+
+
+def forward_ratio(residuals) -> list[float] | None:
+    """Per epoch, the forward MGRIT solve's second residual over its first (T₁ = 2: how much
+    the last iteration gained; at or above 1 it gained nothing), nan for an epoch without two
+    residuals; None for a run without residual histories (the serial network)."""
+    if not residuals:
+        return None
+    return [r[1] / r[0] if len(r) > 1 and r[0] > 0 else float("nan") for r in residuals]
 
 
 def _options(quick: bool, **given) -> dict:
@@ -981,7 +991,9 @@ def plot_alpha_curves(records: list[dict], levels: int, cf: int, metric: str = "
 
 def write_figures(out_dir) -> list[Path]:
     """The figures of what ``out_dir`` holds, as PNG files beside the runs: ``alpha_sweep.png``
-    (figs. 5.6–5.9), ``coarse_only.png`` (fig. 5.10, once such runs exist) and, with the
+    (figs. 5.6–5.9), ``coarse_only.png`` (fig. 5.10, once such runs exist),
+    ``alpha_<L>_<levels>x<cf>.png`` (:func:`plot_depth_alpha`, for :func:`depth_alpha_keys`)
+    and, with the
     timing of ``experiment pdegcn-mgrit parallel``, for each timed depth with finished runs,
     ``accuracy_vs_time_<L>.png`` (figs. 5.11–5.13: against epoch, against the training time
     on the model's ranks, and — fig. 5.13 — up to the time the fastest run needs for its
@@ -1007,6 +1019,8 @@ def write_figures(out_dir) -> list[Path]:
         plot_coarse_only(records, coarse, ax=ax)
         fig.tight_layout()
         save(fig, "coarse_only.png")
+    for L, lv, cf in depth_alpha_keys(records):
+        save(plot_depth_alpha(records, L, lv, cf), f"alpha_{L}_{lv}x{cf}.png")
     for L in sorted({t["layers"] for t in timing}):
         if not any(r["layers"] == L for r in records):
             continue  # timed, not trained yet: nothing to draw
@@ -1041,6 +1055,47 @@ def plot_alpha_sweep(records: list[dict], *, layers: int = 64, metric: str = "te
                  "(figs. 5.6–5.9)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_depth_alpha(records: list[dict], layers: int, levels: int, cf: int):
+    """The α of (levels, cf) at a depth other than the sweep's, side by side: test accuracy
+    and training loss per epoch (the serial network of that depth dashed) and the forward
+    solve's :func:`forward_ratio` — a best-validation number can hide a training that does
+    not work (256 layers, 3 levels, cf 4: α = 2.5 from the 64-layer sweep against α = 1)."""
+    import matplotlib.pyplot as plt
+
+    rs = [r for r in records if r["layers"] == layers]
+    serial = [r for r in rs if r["experiment"] == "serial"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    plot_alpha_curves(rs, levels, cf, "test_acc", ax=axes[0], serial=serial or None)
+    plot_alpha_curves(rs, levels, cf, "train_loss", ax=axes[1], serial=serial or None)
+    ax = axes[2]
+    for a in sorted({r["alpha"] for r in rs if r["experiment"] == "alpha"
+                     and (r["levels"], r["cf"]) == (levels, cf)}):
+        runs = [r for r in rs if r["experiment"] == "alpha" and r["forward_ratio"]
+                and (r["levels"], r["cf"], r["alpha"]) == (levels, cf, a)]
+        if runs:
+            y = _mean_curve([{"q": r["forward_ratio"]} for r in runs], "q")
+            ax.plot(np.arange(1, len(y) + 1), y, label=f"α = {a:g} ({len(runs)} seed(s))")
+    ax.axhline(1.0, color="gray", ls=":", lw=1)
+    ax.set_title("forward solve: 2nd residual / 1st")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ratio")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{layers} layers, {levels} levels, cf {cf}: each α tried at this depth")
+    fig.tight_layout()
+    return fig
+
+
+def depth_alpha_keys(records: list[dict]) -> list[tuple]:
+    """(layers, levels, cf) away from the sweep's depth with finished runs at two or more α:
+    the configurations :func:`plot_depth_alpha` draws."""
+    alphas: dict[tuple, set] = {}
+    for r in ended(records):
+        if r["experiment"] == "alpha" and r["layers"] != SWEEP_LAYERS:
+            alphas.setdefault((r["layers"], r["levels"], r["cf"]), set()).add(r["alpha"])
+    return sorted(k for k, a in alphas.items() if len(a) > 1)
 
 
 def plot_coarse_only(records: list[dict], best: dict, metric: str = "test_acc", ax=None):
