@@ -152,9 +152,10 @@ def two_level_bounds(phi, phi_c, m: int, n_c: int) -> tuple[float, float]:
         ‖E_F‖   ≤ max_ω |φ_ω^m − φ_c,ω| (1 − |φ_c,ω|^N_c) / (1 − |φ_c,ω|),
         ‖E_FCF‖ ≤ max_ω |φ_ω|^m |φ_ω^m − φ_c,ω| (1 − |φ_c,ω|^(N_c−1)) / (1 − |φ_c,ω|),
 
-    m = cf, N_c = N/m coarse steps; the geometric sum is N_c (N_c − 1) at |φ_c| = 1. Below 1,
-    the two-level iteration contracts in every iteration; above 1 the bound promises nothing
-    (it is not a proof of divergence). Returns (F bound, FCF bound).
+    m = cf, N_c = N/m coarse steps; the geometric sum is N_c (N_c − 1) at |φ_c| = 1. The norm
+    is the 2-norm in the basis of the shared eigenvectors (for normal steps, the plain one).
+    Below 1, the two-level iteration contracts in every iteration; above 1 the bound promises
+    nothing (it is not a proof of divergence). Returns (F bound, FCF bound).
     """
     phi = np.atleast_1d(np.asarray(phi, dtype=complex)).ravel()
     phi_c = np.atleast_1d(np.asarray(phi_c, dtype=complex)).ravel()
