@@ -130,7 +130,7 @@ def test_two_level_bounds_hold_and_are_sharp_for_many_stable_coarse_steps(lam, h
             bounds = two_level_bounds(phi, phi_c, m, n_c)
             norms = _two_level_norms(phi, phi_c, m, n_c)
             assert all(norm <= bound * (1 + 1e-12) for norm, bound in zip(norms, bounds))
-        # the norms tend to the bounds as N_c grows (Dobrev et al.: sharp up to O(1/N_c))
+        # the norms approach the bounds as N_c grows (one mode, |φ_c| < 1)
         assert all(norm >= 0.95 * bound for norm, bound in zip(norms, bounds))
 
 

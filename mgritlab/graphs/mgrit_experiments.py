@@ -55,8 +55,8 @@ QUICK = dict(layers=16, channels=16, epochs=6, hierarchies=((2, 2), (3, 4)),
              alphas=(0.0, 1.0, 5.0), seeds=(0,))
 
 
-def lp_config(levels: int, cf: int, alpha: float, *, layers: int = 64, epochs: int = EPOCHS,
-              coarse_only: bool = False, dataset: str = "Cora", seed: int = 0,
+def lp_config(levels: int, cf: int, alpha: float, *, layers: int = SWEEP_LAYERS,
+              epochs: int = EPOCHS, coarse_only: bool = False, dataset: str = "Cora", seed: int = 0,
               channels: int | None = None, on_divergence: str = "warn",
               h: float | None = None):
     """The TrainConfig of one MGRIT run: the tuned serial settings, MGRIT with (levels, cf),
@@ -133,7 +133,7 @@ def forward_ratio(residuals) -> list[float] | None:
 
 
 def _options(quick: bool, **given) -> dict:
-    full = dict(layers=64, channels=None, epochs=EPOCHS, hierarchies=HIERARCHIES,
+    full = dict(layers=SWEEP_LAYERS, channels=None, epochs=EPOCHS, hierarchies=HIERARCHIES,
                 alphas=ALPHAS, seeds=(0, 1, 2))
     opts = dict(QUICK if quick else full)
     opts.update({k: v for k, v in given.items() if v is not None})
@@ -519,7 +519,7 @@ def format_wall_time(rows: list[dict], *, layers: int, ranks: int,
 
 
 # -- the analysis the thesis left open (§6.2) ------------------------------------------------
-def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = 64, dataset: str = "Cora",
+def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = SWEEP_LAYERS, dataset: str = "Cora",
                  graph=None, seed: int = 0, mask_seed: int = 1) -> list[dict]:
     """The smallest shared α that makes every coarse level's explicit-part step stable, from
     the spectrum of the linearised layer of the *initial* network (thesis §6.2 asks how α
@@ -810,7 +810,7 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def sweep_progress(records: list[dict], *, seeds=(0, 1, 2), layers: int = 64,
+def sweep_progress(records: list[dict], *, seeds=(0, 1, 2), layers: int = SWEEP_LAYERS,
                    hierarchies=HIERARCHIES) -> tuple[int, int]:
     """(finished, planned) runs of the α sweep of figs. 5.6–5.9 at ``layers`` layers: every
     (levels, cf) of ``hierarchies`` × α of the protocol for each of ``seeds``."""
@@ -838,7 +838,7 @@ def report_blocks(records: list[dict], *, seeds=(0, 1, 2),
     runs = ended(records)
     n = len(seeds)
 
-    def count(exp, layers=64):
+    def count(exp, layers=SWEEP_LAYERS):
         return sum(r["experiment"] == exp and r["layers"] == layers for r in runs)
 
     partial = len(records) - len(runs)
@@ -893,23 +893,29 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
             raise ValueError(f"{path}: {len(found)} fenced blocks begin with {first!r} (need "
                              "one): paste report's block there once, then update again")
         text = pattern.sub(lambda m, new=new: "```\n" + new + "\n```", text)
-    head = "| levels | cf | ρ eval |"
-    if head in text:
+    if STABLE_HEAD in text:
         rows = stable_rows if stable_rows is not None else stable_alpha(graph=graph)
-        start = text.index(head)
-        end = text.find("\n\n", start)
-        end = len(text) if end < 0 else end
-        text = text[:start] + format_stable_alpha(rows, runs).rstrip("\n") + text[end:]
-        head = "| layers | h | levels | cf | pair (relaxation) |"
-        if head in text:
-            start = text.index(head)
-            end = text.find("\n\n", start)
-            end = len(text) if end < 0 else end
-            rho = {"eval": rows[0]["rho_eval"], "train": rows[0]["rho_train"]}
-            text = text[:start] + format_pair_bounds(pair_bounds(rho)) + text[end:]
+        text = _replace_table(text, STABLE_HEAD, format_stable_alpha(rows, runs))
+        rho = {"eval": rows[0]["rho_eval"], "train": rows[0]["rho_train"]}
+        text = _replace_table(text, PAIR_HEAD, format_pair_bounds(pair_bounds(rho)))
     if text != old:
         path.write_text(text)
     return path
+
+
+STABLE_HEAD = "| levels | cf | ρ eval |"  # how the README's computed tables begin
+PAIR_HEAD = "| layers | h | levels | cf | pair (relaxation) |"
+
+
+def _replace_table(text: str, head: str, table: str) -> str:
+    """``text`` with the markdown table that begins with ``head`` (up to the next blank line)
+    replaced by ``table``; as it was where it has no such table."""
+    if head not in text:
+        return text
+    start = text.index(head)
+    end = text.find("\n\n", start)
+    end = len(text) if end < 0 else end
+    return text[:start] + table.rstrip("\n") + text[end:]
 
 
 def ended(records: list[dict]) -> list[dict]:
@@ -1037,7 +1043,7 @@ def write_figures(out_dir) -> list[Path]:
     return written
 
 
-def plot_alpha_sweep(records: list[dict], *, layers: int = 64, metric: str = "test_acc",
+def plot_alpha_sweep(records: list[dict], *, layers: int = SWEEP_LAYERS, metric: str = "test_acc",
                      hierarchies=HIERARCHIES):
     """Figs. 5.6–5.9 in one figure: :func:`plot_alpha_curves` for each (levels, cf), with the
     serial network of the same depth dashed; curves are means over the seeds in ``records``."""
@@ -1075,7 +1081,7 @@ def plot_depth_alpha(records: list[dict], layers: int, levels: int, cf: int):
         runs = [r for r in rs if r["experiment"] == "alpha" and r["forward_ratio"]
                 and (r["levels"], r["cf"], r["alpha"]) == (levels, cf, a)]
         if runs:
-            y = _mean_curve([{"q": r["forward_ratio"]} for r in runs], "q")
+            y = _mean_curve(runs, "forward_ratio")
             ax.plot(np.arange(1, len(y) + 1), y, label=f"α = {a:g} ({len(runs)} seed(s))")
     ax.axhline(1.0, color="gray", ls=":", lw=1)
     ax.set_title("forward solve: 2nd residual / 1st")
