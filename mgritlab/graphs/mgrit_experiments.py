@@ -550,12 +550,18 @@ def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = SWEEP_LAYERS, dataset
     return out
 
 
+# how the README's two computed tables begin: the formatters write these, update_readme finds
+# the tables by them
+STABLE_HEAD = "| levels | cf | ρ eval |"
+PAIR_HEAD = "| layers | h | levels | cf | pair (relaxation) |"
+
+
 def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> str:
     """:func:`stable_alpha` as a markdown table, beside the best α of the finished sweep in
     ``records`` (:func:`best_alpha`, with the seeds it rests on) and the thesis's."""
     runs = sweep_runs(ended(records or []))
     best = best_alpha(runs)
-    lines = ["| levels | cf | ρ eval | ρ train | α per level (train) | α needed (train) | "
+    lines = [STABLE_HEAD + " ρ train | α per level (train) | α needed (train) | "
              "sweep's best α (seeds) | thesis best α |",
              "|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
@@ -621,7 +627,7 @@ def format_pair_bounds(rows: list[dict]) -> str:
     def num(b):
         return ">100" if b > 100 else f"{b:.2f}"
 
-    lines = ["| layers | h | levels | cf | pair (relaxation) | N_c | "
+    lines = [PAIR_HEAD + " N_c | "
              + " | ".join(f"α = {a:g}" for a in alphas) + " |",
              "|---:|---:|---:|---:|---|---:|" + "---:|" * len(alphas)]
     for L, lv, cf, pair in keys:
@@ -901,10 +907,6 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
     if text != old:
         path.write_text(text)
     return path
-
-
-STABLE_HEAD = "| levels | cf | ρ eval |"  # how the README's computed tables begin
-PAIR_HEAD = "| layers | h | levels | cf | pair (relaxation) |"
 
 
 def _replace_table(text: str, head: str, table: str) -> str:
