@@ -467,7 +467,8 @@ def test_update_readme_rewrites_the_computed_blocks_from_the_finished_runs(stabl
              .replace("at 64 layers: serial 3 of 3", "at 64 layers: serial 1 of 3")
              .replace("| 2 | 2 | 0.502 |", "| 2 | 2 | 0.111 |")
              .replace("| 256 | 0.2 | 3 | 4 | 1→2 (FCF) | 16 |",
-                      "| 256 | 0.2 | 3 | 4 | 1→2 (FCF) | 99 |"))
+                      "| 256 | 0.2 | 3 | 4 | 1→2 (FCF) | 99 |")
+             .replace("| 2 | 2 | 1 | coarse | ", "| 2 | 2 | 1 | coarse | 9"))
     assert stale != want
     readme.write_text(stale)
     mx.update_readme(tmp_path, stable_rows=stable_rows)
@@ -477,6 +478,29 @@ def test_update_readme_rewrites_the_computed_blocks_from_the_finished_runs(stabl
     with pytest.raises(ValueError, match="0 fenced blocks begin with 'experiment"):
         mx.update_readme(tmp_path, stable_rows=stable_rows)
     assert readme.read_text() == want.replace(table, "the table was here")
+
+
+def test_linear_forward_error_steps_each_level_with_its_own_alpha():
+    from mgritlab.mgrit.linear import diagonal_errors
+
+    rows = mx.linear_forward_error(0.5, {(3, 4): 2.5}, layers=64, iterations=3, points=51)
+    assert [(r["where"], r["alpha"]) for r in rows] == [("all", 2.5), ("coarse", 2.5),
+                                                        ("-", 0.0)]
+    lam = -np.linspace(0.0, 0.5, 51)
+    # coarse only: level 0 explicit (h = 0.8), levels 1, 2 IMEX with steps 3.2 and 12.8
+    want = diagonal_errors([1 + 0.8 * lam, 1 + 3.2 * lam / (1 + 3.2 * 2.5),
+                            1 + 12.8 * lam / (1 + 12.8 * 2.5)], 4, 64, 3)
+    np.testing.assert_allclose(rows[1]["error"], want, rtol=1e-12)
+    assert rows[1]["error"][1] > rows[1]["error"][0]
+    assert rows[0]["error"][2] < rows[1]["error"][2]   # α on all levels: a smaller error
+    # beside the measured evaluation-mode rows (mean over seeds); '-' where none was kept
+    measured = [dict(layers=64, levels=3, cf=4, alpha=2.5, where="coarse", mode=m,
+                     error=[e, 2 * e, 3 * e, 4 * e, 5 * e, 6 * e, 7 * e, 8 * e])
+                for m, e in (("eval", 0.1), ("eval", 0.3), ("train", 9.0))]
+    table = mx.format_linear_forward_error(rows, measured).split("\n")
+    assert table[0].startswith(mx.LINEAR_HEAD) and len(table) == 5
+    assert table[3].endswith("| 0.200 | 0.400 | 0.800 | 1.600 |")
+    assert table[2].endswith("| - | - | - | - |") and "| 3 | 4 | 2.5 | coarse |" in table[3]
 
 
 def test_pair_bounds_take_each_level_pair_s_steps_and_relaxation():

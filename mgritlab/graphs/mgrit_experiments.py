@@ -554,6 +554,7 @@ def stable_alpha(hierarchies=HIERARCHIES, *, layers: int = SWEEP_LAYERS, dataset
 # the tables by them
 STABLE_HEAD = "| levels | cf | ρ eval |"
 PAIR_HEAD = "| layers | h | levels | cf | pair (relaxation) |"
+LINEAR_HEAD = "| levels | cf | α | where |"
 
 
 def format_stable_alpha(rows: list[dict], records: list[dict] | None = None) -> str:
@@ -744,6 +745,60 @@ def format_forward_error(rows: list[dict], records: list[dict] | None = None) ->
     return "\n".join(lines)
 
 
+def linear_forward_error(rho: float, best: dict, *, layers: int = SWEEP_LAYERS,
+                         dataset: str = "Cora", iterations: int = FORWARD_ERROR_ITERATIONS,
+                         points: int = 201) -> list[dict]:
+    """The linear model of :func:`forward_error_sweep` in evaluation mode: e_k of the
+    layer-parallel forward for the diagonal problem with one mode per eigenvalue λ on
+    [−ρ, 0] (the linearised layer's real spectrum, as in :func:`pair_bounds`), every mode
+    weighted alike, level ℓ stepping by R = 1 + h_ℓλ/(1 + h_ℓα_ℓ) (``stability.R_imex``,
+    h_ℓ = cf^ℓ·h), run by the package's MGRIT (:func:`mgritlab.mgrit.linear.diagonal_errors`:
+    zero guess, F fine, FCF coarse). For each (levels, cf) of ``best`` ({(levels, cf): α}):
+    α on all levels, on the coarse levels only (α_0 = 0, fig. 5.10) and none. A model, not
+    a fit: no ReLU, no weights, no dropout, and the network's modes are not weighted alike.
+    One record per (levels, cf, where); a few seconds."""
+    from ..mgrit.linear import diagonal_errors
+    from ..stability import R_imex
+    from .train import preset
+
+    h = preset(dataset, layers).h
+    lam = -np.linspace(0.0, float(rho), points)
+    out = []
+    for (levels, cf), a in sorted(best.items()):
+        for where, alphas in (("all", [a] * levels), ("coarse", [0.0] + [a] * (levels - 1)),
+                              ("-", [0.0] * levels)):
+            factors = [np.real(R_imex(cf ** lv * h * lam, cf ** lv * h * al))
+                       for lv, al in enumerate(alphas)]
+            out.append(dict(layers=layers, h=h, levels=levels, cf=cf,
+                            alpha=a if where != "-" else 0.0, where=where, rho=float(rho),
+                            error=diagonal_errors(factors, cf, layers, iterations)))
+    return out
+
+
+def format_linear_forward_error(rows: list[dict], measured: list[dict] | None = None) -> str:
+    """:func:`linear_forward_error` as a markdown table: e_k of the linear model at k = 1, 2,
+    4, 8 beside the measured evaluation-mode e_k of the initial networks (mean over seeds of
+    ``measured``, :func:`forward_error_sweep`'s rows; '-' where none)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in measured or []:
+        if r["mode"] == "eval":
+            groups.setdefault((r["layers"], r["levels"], r["cf"], r["alpha"], r["where"]),
+                              []).append(r)
+    ks = FORWARD_ERROR_SHOWN
+    lines = [LINEAR_HEAD + " " + " | ".join(f"model k={k}" for k in ks) + " | "
+             + " | ".join(f"measured k={k}" for k in ks) + " |",
+             "|---:|---:|---:|---|" + "---:|" * (2 * len(ks))]
+    order = {"all": 0, "coarse": 1, "-": 2}
+    for r in sorted(rows, key=lambda r: (r["layers"], r["levels"], r["cf"], order[r["where"]])):
+        rs = groups.get((r["layers"], r["levels"], r["cf"], r["alpha"], r["where"]), [])
+        meas = [f"{np.mean([m['error'][k - 1] for m in rs]):.3f}"
+                if rs and all(len(m["error"]) >= k for m in rs) else "-" for k in ks]
+        model = [f"{r['error'][k - 1]:.3f}" if len(r["error"]) >= k else "-" for k in ks]
+        lines.append(f"| {r['levels']} | {r['cf']} | {r['alpha']:g} | {r['where']} | "
+                     + " | ".join(model + meas) + " |")
+    return "\n".join(lines)
+
+
 # -- summaries --------------------------------------------------------------------------------
 def aggregate(records: list[dict]) -> list[dict]:
     """Mean/std over seeds per (experiment, layers, levels, cf, α, coarse_only)."""
@@ -876,7 +931,8 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
     the fenced blocks :func:`report` prints (status, table, forward-error and wall-time
     tables; a block is found by the start of its first line) and, where the README has it,
     the table of :func:`format_stable_alpha` (from ``stable_rows``, else
-    :func:`stable_alpha` on ``graph``) and the table of :func:`format_pair_bounds` for its ρ.
+    :func:`stable_alpha` on ``graph``), the table of :func:`format_pair_bounds` for its ρ and
+    that of :func:`format_linear_forward_error` for its evaluation-mode ρ.
     The prose around them is left as it is. Raises ValueError, changing nothing, where a
     block is missing or repeated."""
     import re
@@ -904,6 +960,10 @@ def update_readme(out_dir, *, stable_rows: list[dict] | None = None, graph=None)
         text = _replace_table(text, STABLE_HEAD, format_stable_alpha(rows, runs))
         rho = {"eval": rows[0]["rho_eval"], "train": rows[0]["rho_train"]}
         text = _replace_table(text, PAIR_HEAD, format_pair_bounds(pair_bounds(rho)))
+        if LINEAR_HEAD in text:
+            linear = linear_forward_error(rho["eval"], best_alpha(sweep_runs(runs)))
+            text = _replace_table(text, LINEAR_HEAD, format_linear_forward_error(
+                linear, load_forward_error(out_dir)))
     if text != old:
         path.write_text(text)
     return path
