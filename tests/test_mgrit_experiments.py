@@ -503,6 +503,30 @@ def test_linear_forward_error_steps_each_level_with_its_own_alpha():
     assert table[2].endswith("| - | - | - | - |") and "| 3 | 4 | 2.5 | coarse |" in table[3]
 
 
+def test_the_readme_s_linear_model_numbers_are_the_model_s():
+    # the hand-written prose quotes the model's edge and its 256-layer α ordering
+    from pathlib import Path
+
+    from scipy.optimize import brentq
+
+    from mgritlab.mgrit.linear import diagonal_errors
+    from mgritlab.stability import R_imex
+
+    readme = (Path(__file__).resolve().parents[1] / "results" / "pdegcn_mgrit" / "README.md")
+    text = " ".join(readme.read_text().split())
+    lam, h = -np.linspace(0, 0.502, 201), 0.8
+
+    def growth(Ha, cf):  # e_8 / e_1, two levels, α on the coarse level only
+        e = diagonal_errors([1 + h * lam, R_imex(cf * h * lam, Ha)], cf, 64, 8)
+        return np.log(e[-1] / e[0])
+
+    edge = [brentq(growth, 0.8, 6, args=(cf,)) for cf in (2, 4)]
+    assert f"H·α ≈ {edge[0]:.2f} for cf 2 and ≈ {edge[1]:.2f} for cf 4" in text
+    e4 = [mx.linear_forward_error(0.502, {(3, 4): a}, layers=256, iterations=4)[0]["error"][3]
+          for a in (0.5, 1, 2.5, 5, 10)]
+    assert "e_4 = " + ", ".join(f"{e:.3g}" if e >= 1 else f"{e:.2f}" for e in e4) in text
+
+
 def test_pair_bounds_take_each_level_pair_s_steps_and_relaxation():
     from mgritlab.stability import R_imex, two_level_bounds
 
